@@ -1,0 +1,82 @@
+"""The aiohttp application: middlewares, routes and the OpenAPI registry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from dispatch.api import health, openapi
+from dispatch.api.auth import Handler, bearer_auth
+from dispatch.api.errors import ApiError, json_error
+from dispatch.api.keys import COMPONENTS, OPENAPI_PATHS, RUNTIME
+from dispatch.components import Component
+from dispatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _metrics_middleware(runtime: Runtime) -> Any:
+    requests = Counter(
+        "careline_http_requests",
+        "HTTP requests handled",
+        ["method", "route", "status"],
+        registry=runtime.metrics,
+    )
+    latency = Histogram(
+        "careline_http_request_seconds", "HTTP request handling time", ["route"], registry=runtime.metrics
+    )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            requests.labels(request.method, route, str(status)).inc()
+            latency.labels(route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+
+
+def build_app(
+    runtime: Runtime, components: Sequence[Component], modules: Sequence[Any] = ()
+) -> web.Application:
+    """`modules` are API modules with `routes` and optionally `OPENAPI` (paths) and `SCHEMAS`."""
+    app = web.Application(
+        middlewares=[_metrics_middleware(runtime), errors_as_json, bearer_auth],
+        client_max_size=4 * 1024 * 1024,
+    )
+    app[RUNTIME] = runtime
+    app[COMPONENTS] = list(components)
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for module in (health, openapi, *modules):
+        app.router.add_routes(module.routes)
+        paths.update(getattr(module, "OPENAPI", {}))
+        schemas.update(getattr(module, "SCHEMAS", {}))
+    app[OPENAPI_PATHS] = {"paths": paths, "schemas": schemas}
+    return app

@@ -1,0 +1,16 @@
+"""Typed keys for what the aiohttp application and requests carry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from dispatch.components import Component
+    from dispatch.runtime import Runtime
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+COMPONENTS: web.AppKey[list[Component]] = web.AppKey("components")
+USER = "careline.user"
+OPENAPI_PATHS: web.AppKey[dict[str, Any]] = web.AppKey("openapi_paths")

@@ -1,0 +1,157 @@
+"""The `careline` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+
+from dispatch.components import Database
+from dispatch.config import Config, ConfigError, load_config
+from dispatch.logs import setup_logging
+from dispatch.runtime import Runtime
+from dispatch.service import Service
+from dispatch.users import Role, UserError, create_user, issue_token
+
+log = logging.getLogger("careline")
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message is shown to the user as it is."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="careline", description="Careline 12349 hotline platform")
+    parser.add_argument("--config", type=Path, default=None, help="configuration file (default: config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service until SIGTERM/SIGINT")
+    serve.add_argument(
+        "--demo", action="store_true", help="load the Hohhot demo floor (once) and print demo log-ins"
+    )
+
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+
+    demo = sub.add_parser("demo-data", help="build the Hohhot demo floor in the database")
+    demo.add_argument("--seed", type=int, default=None, help="random seed (default: demo.seed)")
+
+    imp = sub.add_parser("import", help="import residents or providers from .xlsx or .csv")
+    imp.add_argument("kind", choices=["residents", "providers"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user and print an API token once")
+    add.add_argument("name")
+    add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    add.add_argument("--display-name", default="")
+    add.add_argument(
+        "--password",
+        default=None,
+        help="console password (omit for an API-only user); prefer --password-stdin",
+    )
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    return parser
+
+
+@contextlib.asynccontextmanager
+async def _database(config: Config) -> AsyncIterator[Runtime]:
+    """The database component alone (embedded server, migrations, pool) for one-shot commands."""
+    database = Database(config)
+    await database.start()
+    try:
+        yield Runtime(config=config, pool=database.pool)
+    finally:
+        await database.stop()
+
+
+async def _serve(config: Config, demo: bool) -> None:
+    after_database: Callable[[Runtime], Awaitable[None]] | None = None
+    if demo:
+        from dispatch.demo import prepare_demo_floor
+
+        after_database = prepare_demo_floor
+    await Service(config, after_database=after_database).run_until_signalled()
+
+
+async def _migrate(config: Config) -> None:
+    async with _database(config):
+        print("migrations are up to date")
+
+
+async def _demo_data(config: Config, seed: int | None) -> None:
+    from dispatch.demo import build_demo_floor
+
+    async with _database(config) as runtime:
+        summary = await build_demo_floor(runtime, seed=config.demo.seed if seed is None else seed)
+        print(summary.describe())
+
+
+async def _import(config: Config, kind: str, path: Path, progress: bool) -> int:
+    from dispatch.imports import ImportFileError, import_file
+
+    async with _database(config) as runtime:
+        try:
+            report = await import_file(runtime, kind, path, progress=progress)
+        except ImportFileError as exc:
+            raise CommandError(str(exc)) from None
+    print(report.describe())
+    return 0 if not report.errors else 1
+
+
+async def _user_add(config: Config, args: argparse.Namespace) -> None:
+    password = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    async with _database(config) as runtime, runtime.pool.acquire() as conn, conn.transaction():
+        try:
+            user = await create_user(
+                conn, args.name, Role(args.role), display_name=args.display_name, password=password or None
+            )
+        except UserError as exc:
+            raise CommandError(str(exc)) from None
+        token = await issue_token(conn, user.id, label="created by careline user add")
+    print(f"user {user.username} ({user.role.value}) created")
+    print(f"API token (shown once, keep it safe): {token}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"careline: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level, config.logging.format)
+    try:
+        match args.command:
+            case "serve":
+                asyncio.run(_serve(config, args.demo))
+            case "migrate":
+                asyncio.run(_migrate(config))
+            case "demo-data":
+                asyncio.run(_demo_data(config, args.seed))
+            case "import":
+                return asyncio.run(_import(config, args.kind, args.file, not args.no_progress))
+            case "user":
+                asyncio.run(_user_add(config, args))
+    except CommandError as exc:
+        print(f"careline: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"careline: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Configuration: `config.toml` defaults, overridden by environment variables.
+
+Every key is declared once here with its type, default and what a valid value
+looks like; the loader rejects unknown keys (a typo must not silently fall back
+to a default) and names the key, the value and what was expected.
+Secrets are never read from a file: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message is one line naming the key."""
+
+
+Check = Callable[[str, Any], Any]
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def integer(low: int, high: int) -> Check:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool):
+            ok = False
+        elif isinstance(value, int):
+            ok = True
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value, ok = int(value.strip()), True
+        else:
+            ok = False
+        if not ok or not low <= value <= high:
+            raise ConfigError(f"{key}: expected an integer {low}-{high}, got {_describe(value)}")
+        return int(value)
+
+    return check
+
+
+def number(low: float, high: float) -> Check:
+    def check(key: str, value: Any) -> float:
+        try:
+            parsed = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is None or not low <= parsed <= high:
+            raise ConfigError(f"{key}: expected a number {low:g}-{high:g}, got {_describe(value)}")
+        return parsed
+
+    return check
+
+
+def boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
+
+
+def text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
+    return value
+
+
+def choice(*options: str) -> Check:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(f"{key}: expected one of {', '.join(options)}, got {_describe(value)}")
+        return str(value)
+
+    return check
+
+
+def http_url(key: str, value: Any) -> str:
+    parts = urlsplit(str(value))
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError(f"{key}: expected an http(s) URL, got {_describe(value)}")
+    return str(value).rstrip("/")
+
+
+def database_url(key: str, value: Any) -> str:
+    if value == "":
+        return ""
+    if urlsplit(str(value)).scheme not in {"postgres", "postgresql"}:
+        raise ConfigError(
+            f"{key}: expected a postgresql:// URL or empty for the embedded server, "
+            f"got {_describe(_redact_url(str(value)))}"
+        )
+    return str(value)
+
+
+def timezone(key: str, value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{key}: expected an IANA time zone such as Asia/Shanghai, got {_describe(value)}"
+        ) from None
+    return str(value)
+
+
+def area_code(key: str, value: Any) -> str:
+    digits = str(value)
+    if not (digits.startswith("0") and digits.isdigit() and 3 <= len(digits) <= 4):
+        raise ConfigError(f"{key}: expected a Chinese area code such as 0471, got {_describe(value)}")
+    return digits
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def setting(default: Any, check: Check, *, env: str | None = None, secret: bool = False) -> Any:
+    """Declare a key: its default, its check, and (for secrets) the environment variable."""
+    return field(default=default, metadata={"check": check, "env": env, "secret": secret})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1", text)
+    port: int = setting(8080, integer(0, 65535))
+    public_url: str = setting("http://127.0.0.1:8080", http_url)
+    shutdown_grace_seconds: float = setting(10.0, number(0, 300))
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = setting("", database_url, env="CARELINE_DATABASE_URL")
+    embedded_dir: str = setting("var/pgdata", text)
+    pool_min: int = setting(2, integer(1, 100))
+    pool_max: int = setting(10, integer(1, 500))
+    connect_timeout_seconds: float = setting(10.0, number(0.5, 120))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = setting("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"))
+    format: str = setting("text", choice("text", "json"))
+
+
+@dataclass(frozen=True)
+class LocaleConfig:
+    timezone: str = setting("Asia/Shanghai", timezone)
+    language: str = setting("zh-CN", choice("zh-CN", "en"))
+    phone_region: str = setting("CN", choice("CN"))
+    home_area_code: str = setting("0471", area_code)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    secret_key: str = setting("", text, env="CARELINE_SECRET_KEY", secret=True)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = setting(12349, integer(0, 2**31 - 1))
+    residents: int = setting(5000, integer(0, 2_000_000))
+    devices: int = setting(1300, integer(0, 2_000_000))
+    providers: int = setting(130, integer(0, 100_000))
+    teams: int = setting(12, integer(0, 10_000))
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    locale: LocaleConfig = field(default_factory=LocaleConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    source: str = "defaults"
+
+    def embedded_pgdata(self) -> Path:
+        path = Path(self.database.embedded_dir)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _section_types() -> dict[str, type[Any]]:
+    return {
+        f.name: f.default_factory  # type: ignore[misc]
+        for f in dataclasses.fields(Config)
+        if f.default_factory is not dataclasses.MISSING
+    }
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (default: the repo's config.toml), apply the environment, validate all."""
+    environ = os.environ if environ is None else environ
+    path = path or DEFAULT_CONFIG_PATH
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+
+    sections = _section_types()
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(sections))})")
+
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: expected a table [{name}], got {_describe(table)}")
+        built[name] = _build_section(name, cls, table, environ)
+    return Config(**built, source=str(path))
+
+
+def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values: dict[str, Any] = {}
+    for key, f in fields.items():
+        dotted = f"{name}.{key}"
+        env_name = f.metadata["env"] or f"CARELINE_{name}_{key}".upper()
+        if f.metadata["secret"] and key in table:
+            raise ConfigError(f"{dotted}: secrets are read from the environment only; set {env_name}")
+        value = environ.get(env_name, table.get(key, f.default))
+        values[key] = f.metadata["check"](dotted, value)
+    return cls(**values)
+
+
+def redacted_database_url(url: str) -> str:
+    return _redact_url(url)
