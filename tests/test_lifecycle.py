@@ -82,7 +82,7 @@ async def test_sigterm_stops_cleanly_and_leaves_no_postgres(serve_env: dict[str,
     assert body["status"] == "ok"
     assert postgres_processes_for(pgdata), "the embedded server should be running"
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
     log = stderr.decode()
     assert proc.returncode == 0, log
     for bad in ("Traceback", "Task was destroyed", "Unclosed", "never awaited", "ResourceWarning"):

@@ -90,7 +90,7 @@ async def test_edited_migration_is_refused(empty_dsn: str, tmp_path: Path) -> No
 
 def test_badly_named_file_is_refused(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", {"1_x.sql": "SELECT 1;"})
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(folder)
 
 
