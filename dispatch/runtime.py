@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from dispatch.config import Config
+from dispatch.events import EventBus
 from dispatch.phones import PhoneBook
 
 
@@ -24,6 +26,14 @@ class Runtime:
     pool: asyncpg.Pool
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     clock: Callable[[], dt.datetime] = utc_now
+    bus: EventBus = field(default_factory=EventBus)
+    # signs job-page links and session cookies; random per process when not configured
+    secret: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.secret:
+            configured = self.config.security.secret_key
+            self.secret = configured.encode() if configured else secrets.token_bytes(32)
 
     @property
     def phones(self) -> PhoneBook:
