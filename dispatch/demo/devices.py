@@ -87,6 +87,7 @@ def make_devices(
                 heartbeat_interval_s=interval,
                 last_seen_at=seen if owner is not None else None,
                 battery_percent=_battery(rng, mains_powered=True),
+                # A unit in stock is not in service: "active" would make it a missed heartbeat.
                 status=status if owner is not None else "maintenance",
                 false_alarms=rng.choices(*_FALSE_ALARMS)[0] if owner is not None else 0,
                 installed_at=now - dt.timedelta(days=rng.uniform(20, 1800)),
