@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo-data", help="build the Hohhot demo floor in the database")
     demo.add_argument("--seed", type=int, default=None, help="random seed (default: demo.seed)")
+    demo.add_argument(
+        "--replace", action="store_true", help="delete the registry (residents, providers, ...) first"
+    )
 
     imp = sub.add_parser("import", help="import residents or providers from .xlsx or .csv")
     imp.add_argument("kind", choices=["residents", "providers"])
@@ -86,11 +89,16 @@ async def _migrate(config: Config) -> None:
         print("migrations are up to date")
 
 
-async def _demo_data(config: Config, seed: int | None) -> None:
-    from dispatch.demo import build_demo_floor
+async def _demo_data(config: Config, seed: int | None, replace: bool) -> None:
+    from dispatch.demo import DemoFloorError, build_demo_floor
 
     async with _database(config) as runtime:
-        summary = await build_demo_floor(runtime, seed=config.demo.seed if seed is None else seed)
+        try:
+            summary = await build_demo_floor(
+                runtime, seed=config.demo.seed if seed is None else seed, replace=replace
+            )
+        except DemoFloorError as exc:
+            raise CommandError(str(exc)) from None
         print(summary.describe())
 
 
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             case "migrate":
                 asyncio.run(_migrate(config))
             case "demo-data":
-                asyncio.run(_demo_data(config, args.seed))
+                asyncio.run(_demo_data(config, args.seed, args.replace))
             case "import":
                 return asyncio.run(_import(config, args.kind, args.file, not args.no_progress))
             case "user":

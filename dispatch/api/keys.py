@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from dispatch.users import User
+
 if TYPE_CHECKING:
     from dispatch.components import Component
     from dispatch.runtime import Runtime
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 COMPONENTS: web.AppKey[list[Component]] = web.AppKey("components")
-USER = "careline.user"
+USER: web.RequestKey[User] = web.RequestKey("user", User)
 OPENAPI_PATHS: web.AppKey[dict[str, Any]] = web.AppKey("openapi_paths")
