@@ -173,6 +173,44 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class SmsConfig:
+    # Both set: messages go through Twilio. Either missing: the development outbox.
+    twilio_account_sid: str = setting("", text, env="TWILIO_ACCOUNT_SID", secret=True)
+    twilio_auth_token: str = setting("", text, env="TWILIO_AUTH_TOKEN", secret=True)
+    twilio_from: str = setting("", text)
+    twilio_messaging_service_sid: str = setting("", text)
+    twilio_api_base: str = setting("https://api.twilio.com", http_url)
+    send_timeout_seconds: float = setting(15.0, number(1, 120))
+    poll_interval_seconds: float = setting(2.0, number(0.05, 60))
+    concurrency: int = setting(4, integer(1, 64))
+    max_attempts: int = setting(6, integer(1, 50))
+    retry_base_seconds: float = setting(10.0, number(0.1, 3600))
+    retry_max_seconds: float = setting(600.0, number(1, 86400))
+    lease_seconds: float = setting(60.0, number(5, 3600))
+    job_code_digits: int = setting(4, integer(4, 8))
+    job_link_grace_hours: float = setting(24.0, number(0, 720))
+    help_replies_per_hour: int = setting(3, integer(0, 100))
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    # The escalation ladder, in seconds.
+    ack_supervisor_seconds: float = setting(30.0, number(1, 3600))
+    ack_all_operators_seconds: float = setting(60.0, number(1, 3600))
+    team_ack_seconds: float = setting(120.0, number(10, 3600))
+    on_scene_seconds: float = setting(1200.0, number(60, 86400))
+    family_retry_seconds: float = setting(180.0, number(10, 3600))
+    # How long a team's SMS job code stays answerable after dispatch.
+    job_hours: float = setting(12.0, number(1, 168))
+    # How often the deadline runner looks for due deadlines even without a NOTIFY.
+    poll_seconds: float = setting(1.0, number(0.05, 60))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = setting(12349, integer(0, 2**31 - 1))
     residents: int = setting(5000, integer(0, 2_000_000))
@@ -188,6 +226,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     locale: LocaleConfig = field(default_factory=LocaleConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     source: str = "defaults"
 

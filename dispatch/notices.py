@@ -1,0 +1,126 @@
+"""Operator notices: things a person on the floor must see and acknowledge.
+
+Any part of the system raises one in its own transaction (`raise_notice`), so
+a notice exists exactly when the change that caused it committed; the returned
+event is published after the commit for the console to show at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+from dispatch.database import Conn
+from dispatch.events import DomainEvent, append_event
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: int
+    kind: str
+    severity: Severity
+    text: str
+    subject_type: str | None
+    subject_id: int | None
+    context_id: uuid.UUID | None
+    created_at: dt.datetime
+    acknowledged_by: int | None
+    acknowledged_at: dt.datetime | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+_COLUMNS = """id, kind, severity, text, subject_type, subject_id, context_id, created_at,
+              acknowledged_by, acknowledged_at, data"""
+
+
+def _notice(row: asyncpg.Record) -> Notice:
+    values = dict(row.items())
+    values["severity"] = Severity(values["severity"])
+    return Notice(**values)
+
+
+async def raise_notice(
+    conn: Conn,
+    *,
+    kind: str,
+    severity: Severity,
+    text: str,
+    subject_type: str | None = None,
+    subject_id: int | None = None,
+    context_id: uuid.UUID | None = None,
+    data: dict[str, Any] | None = None,
+    actor: str = "system",
+    at: dt.datetime | None = None,
+) -> DomainEvent:
+    """Store a notice (in the caller's transaction); publish the returned event after the commit."""
+    created = at or dt.datetime.now(dt.UTC)
+    notice_id: int = await conn.fetchval(
+        """INSERT INTO notices (kind, severity, text, subject_type, subject_id, context_id, data, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+        kind,
+        severity.value,
+        text,
+        subject_type,
+        subject_id,
+        context_id,
+        data or {},
+        created,
+    )
+    return await append_event(
+        conn,
+        subject_type="notice",
+        subject_id=notice_id,
+        kind="notice.raised",
+        actor=actor,
+        reason=text,
+        context_id=context_id,
+        data={
+            "notice_kind": kind,
+            "severity": severity.value,
+            "about": {"type": subject_type, "id": subject_id},
+        },
+        at=created,
+    )
+
+
+async def open_notices(conn: Conn, *, limit: int = 100) -> list[Notice]:
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM notices WHERE acknowledged_at IS NULL
+            ORDER BY created_at DESC, id DESC LIMIT $1""",
+        limit,
+    )
+    return [_notice(r) for r in rows]
+
+
+async def notices_about(conn: Conn, subject_type: str, subject_id: int) -> list[Notice]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM notices WHERE subject_type = $1 AND subject_id = $2 ORDER BY id",
+        subject_type,
+        subject_id,
+    )
+    return [_notice(r) for r in rows]
+
+
+async def acknowledge_notice(
+    conn: Conn, notice_id: int, user_id: int, *, at: dt.datetime | None = None
+) -> bool:
+    """True when this call acknowledged it; False when it was already acknowledged or does not exist."""
+    row = await conn.fetchrow(
+        """UPDATE notices SET acknowledged_by = $2, acknowledged_at = $3
+           WHERE id = $1 AND acknowledged_at IS NULL RETURNING id""",
+        notice_id,
+        user_id,
+        at or dt.datetime.now(dt.UTC),
+    )
+    return row is not None
