@@ -28,6 +28,7 @@ from dispatch.resident_input import (
     ResidentInput,
     ResidentPhone,
     Sex,
+    age_on,
 )
 from dispatch.users import Role, User
 from dispatch.validation import InvalidInput, clean
@@ -59,8 +60,7 @@ class Resident:
     updated_at: dt.datetime
 
     def age_on(self, day: dt.date) -> int:
-        before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
-        return day.year - self.birth_date.year - before_birthday
+        return age_on(self.birth_date, day)
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,14 @@ async def _upsert_resident(conn: Conn, resident: ResidentInput) -> tuple[Residen
     if contacts != resident.contacts:
         await _replace_contacts(conn, row["id"], resident.contacts)
     return _resident(row), True
+
+
+async def resident_input_of(conn: Conn, id_number: str) -> ResidentInput | None:
+    """The stored record in input form (for a form to edit, or an import to fill in missing columns)."""
+    row = await conn.fetchrow(f"SELECT {RESIDENT_COLUMNS} FROM residents r WHERE r.id_number = $1", id_number)
+    if row is None:
+        return None
+    return _stored_input(row, await _phones_of(conn, row["id"]), await _contacts_of(conn, row["id"]))
 
 
 async def get_resident(conn: Conn, resident_id: int) -> ResidentCard | None:

@@ -10,6 +10,7 @@ community in a district is found when searching that district.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -18,7 +19,7 @@ from dispatch.database import Conn
 from dispatch.geography import PlaceError, district_by_name, resolve_community_ref
 from dispatch.validation import Checker, clean
 from providers.catalogue import items_by_code
-from providers.provider_input import ProviderInput, ProviderStatus
+from providers.provider_input import ItemOffer, ProviderInput, ProviderStatus
 
 
 @dataclass(frozen=True)
@@ -98,20 +99,25 @@ class _Offer:
     communities: frozenset[int]
 
 
-async def _resolve_offer(conn: Conn, provider: ProviderInput) -> _Offer:
+async def check_offer(conn: Conn, items: Sequence[ItemOffer], areas: Sequence[str]) -> None:
+    """InvalidInput (fields `items`, `areas`) if an item or area named does not exist."""
+    await _resolve_offer(conn, items, areas)
+
+
+async def _resolve_offer(conn: Conn, offers: Sequence[ItemOffer], areas: Sequence[str]) -> _Offer:
     checker = Checker()
-    catalogue = await items_by_code(conn, [i.item_code for i in provider.items])
-    unknown = [i.item_code for i in provider.items if i.item_code not in catalogue]
+    catalogue = await items_by_code(conn, [i.item_code for i in offers])
+    unknown = [i.item_code for i in offers if i.item_code not in catalogue]
     if unknown:
         checker.fail("items", f"no such service item: {', '.join(unknown)}")
     items = frozenset(
         (i.item_code, catalogue[i.item_code].unit_price_fen if i.price_fen is None else i.price_fen)
-        for i in provider.items
+        for i in offers
         if i.item_code in catalogue
     )
     districts: set[int] = set()
     communities: set[int] = set()
-    for area in provider.areas:
+    for area in areas:
         district = await district_by_name(conn, area)
         if district is not None:
             districts.add(district.id)
@@ -194,7 +200,7 @@ async def upsert_provider(conn: Conn, provider: ProviderInput) -> tuple[Provider
         provider.status.value,
     )
     async with conn.transaction():
-        offer = await _resolve_offer(conn, provider)
+        offer = await _resolve_offer(conn, provider.items, provider.areas)
         row = await conn.fetchrow(INSERT_PROVIDER, *args)
         if row is not None:
             await _write_offer(conn, row["id"], offer)
@@ -257,6 +263,43 @@ async def get_provider(conn: Conn, provider_id: int) -> ProviderCard | None:
         areas=tuple(
             ProviderArea(r["district_id"], r["district"], r["community_id"], r["community"]) for r in areas
         ),
+    )
+
+
+async def provider_input_of(conn: Conn, licence_no: str) -> ProviderInput | None:
+    """The stored provider in input form, prices explicit and areas as names or district/street/community."""
+    row = await conn.fetchrow(
+        f"SELECT {PROVIDER_COLUMNS} FROM providers p WHERE p.licence_no = $1", licence_no
+    )
+    if row is None:
+        return None
+    items = await conn.fetch(
+        "SELECT item_code, price_fen FROM provider_items WHERE provider_id = $1 ORDER BY item_code", row["id"]
+    )
+    areas = await conn.fetch(
+        """SELECT coalesce(d.name, cd.name || '/' || s.name || '/' || c.name) AS area
+           FROM provider_areas a
+           LEFT JOIN districts d ON d.id = a.district_id
+           LEFT JOIN communities c ON c.id = a.community_id
+           LEFT JOIN streets s ON s.id = c.street_id
+           LEFT JOIN districts cd ON cd.id = s.district_id
+           WHERE a.provider_id = $1
+           ORDER BY a.district_id NULLS LAST, a.community_id""",
+        row["id"],
+    )
+    return ProviderInput(
+        licence_no=row["licence_no"],
+        name=row["name"],
+        sms_e164=row["sms_e164"],
+        contact_name=row["contact_name"],
+        phone_e164=row["phone_e164"],
+        address=row["address"],
+        base_lat=row["base_lat"],
+        base_lon=row["base_lon"],
+        capacity=row["capacity"],
+        status=ProviderStatus(row["status"]),
+        items=tuple(ItemOffer(r["item_code"], r["price_fen"]) for r in items),
+        areas=tuple(r["area"] for r in areas),
     )
 
 
