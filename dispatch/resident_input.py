@@ -61,6 +61,12 @@ MAX_PHONES = 5
 MAX_CONTACTS = 5
 
 
+def age_on(birth_date: dt.date, day: dt.date) -> int:
+    """Whole years lived on `day` (a 29 February birthday counts from 1 March in common years)."""
+    before_birthday = (day.month, day.day) < (birth_date.month, birth_date.day)
+    return day.year - birth_date.year - before_birthday
+
+
 @dataclass(frozen=True)
 class ResidentPhone:
     e164: str = field(repr=False)

@@ -1,4 +1,4 @@
-"""A small Hohhot for registry tests: two districts, three communities (one name used twice),
+"""A small Hohhot for registry tests: two districts, four communities (one name used twice),
 a few catalogue items and a subsidy programme; valid ID numbers and licence numbers on demand."""
 
 from __future__ import annotations
@@ -18,31 +18,34 @@ from providers.provider_input import uscc_check_character
 class Geo:
     xincheng: int  # 新城区
     saihan: int  # 赛罕区
-    guangming: int  # 新城区/海东路街道/光明社区
-    xingfu_xincheng: int  # 新城区/海东路街道/幸福社区
+    haidong: int  # 新城区/海拉尔东路街道/海东路社区
+    xingfu_xincheng: int  # 新城区/海拉尔东路街道/幸福社区
     xingfu_saihan: int  # 赛罕区/大学西路街道/幸福社区
+    gongda: int  # 赛罕区/大学西路街道/工大社区
 
 
 async def seed_geography(conn: Conn) -> Geo:
-    xincheng = await ensure_district(conn, "150102", "新城区", lat=40.86, lon=111.66)
-    saihan = await ensure_district(conn, "150105", "赛罕区", lat=40.79, lon=111.70)
-    haidong = await ensure_street(conn, xincheng.id, "海东路街道")
+    """Names as in the demo floor (and the import templates), plus one community name used twice."""
+    xincheng = await ensure_district(conn, "150102", "新城区", lat=40.865, lon=111.715)
+    saihan = await ensure_district(conn, "150105", "赛罕区", lat=40.805, lon=111.770)
+    hailaer = await ensure_street(conn, xincheng.id, "海拉尔东路街道")
     daxue = await ensure_street(conn, saihan.id, "大学西路街道")
-    guangming = await ensure_community(conn, haidong.id, "光明社区", lat=40.851, lon=111.701)
-    xingfu_x = await ensure_community(conn, haidong.id, "幸福社区", lat=40.853, lon=111.705)
+    haidong = await ensure_community(conn, hailaer.id, "海东路社区", lat=40.851, lon=111.701)
+    xingfu_x = await ensure_community(conn, hailaer.id, "幸福社区", lat=40.853, lon=111.705)
     xingfu_s = await ensure_community(conn, daxue.id, "幸福社区", lat=40.801, lon=111.690)
-    return Geo(xincheng.id, saihan.id, guangming.id, xingfu_x.id, xingfu_s.id)
+    gongda = await ensure_community(conn, daxue.id, "工大社区", lat=40.806, lon=111.688)
+    return Geo(xincheng.id, saihan.id, haidong.id, xingfu_x.id, xingfu_s.id, gongda.id)
 
 
 async def seed_catalogue(conn: Conn) -> None:
-    await upsert_category(conn, Category("HK", "家政服务", "Housekeeping", 1))
-    await upsert_category(conn, Category("YL", "养老护理", "Elderly care", 2))
-    await upsert_item(conn, Item("HK01", "HK", "日常保洁", "Cleaning", ItemUnit.HOUR, 4000))
-    await upsert_item(conn, Item("HK02", "HK", "擦玻璃", "Window cleaning", ItemUnit.VISIT, 6000))
+    await upsert_category(conn, Category("LC", "生活照料", "Personal care", 1))
+    await upsert_category(conn, Category("HK", "家政服务", "Housekeeping", 2))
+    await upsert_item(conn, Item("HK01", "HK", "日常保洁", "Routine cleaning", ItemUnit.HOUR, 4000))
+    await upsert_item(conn, Item("HK02", "HK", "深度保洁", "Deep cleaning", ItemUnit.HOUR, 5000))
     await upsert_item(
-        conn, Item("YL01", "YL", "助浴", "Bathing help", ItemUnit.VISIT, 8000, subsidy_eligible=True)
+        conn, Item("LC01", "LC", "助浴", "Assisted bathing", ItemUnit.VISIT, 6000, subsidy_eligible=True)
     )
-    await ensure_subsidy_programme(conn, "GOV-A", "居家养老服务补贴A类", 30000)
+    await ensure_subsidy_programme(conn, "GAOLING", "高龄老人服务补贴", 10000)
 
 
 def id_number(birth: dt.date, sequence: int, *, area: str = "150102") -> str:

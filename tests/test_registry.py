@@ -77,13 +77,13 @@ def wang(geo: Geo, **changes: object) -> ResidentInput:
         "sex": "女",
         "phones": ["0471-6912345", "138 0013 8000"],
         "address": "海东路12号院3号楼2单元401",
-        "community_id": geo.guangming,
+        "community_id": geo.haidong,
         "lat": "40.8512",
         "lon": "111.7003",
         "living_situation": "独居",
         "chronic_conditions": "高血压、糖尿病",
         "medication": "二甲双胍",
-        "subsidy_programme": "GOV-A",
+        "subsidy_programme": "GAOLING",
         "contacts": [("李明", "儿子", "139 4710 0001"), ("", "", ""), ("李红", "女儿", "0471-6922222")],
     }
     fields.update(changes)
@@ -134,8 +134,8 @@ async def test_card_names_the_place_and_hides_the_id_number(conn: Conn, geo: Geo
     card = await get_resident(conn, resident.id)
     assert card is not None
     assert card.place is not None
-    assert card.place.path == "新城区/海东路街道/光明社区"
-    assert card.subsidy_programme_name == "居家养老服务补贴A类"
+    assert card.place.path == "新城区/海拉尔东路街道/海东路社区"
+    assert card.subsidy_programme_name == "高龄老人服务补贴"
     assert WANG not in repr(card)
     assert "+864716912345" not in repr(card)
     assert card.resident.age_on(dt.date(2026, 3, 8)) == 84
@@ -266,7 +266,7 @@ async def test_search_by_name_fragment(conn: Conn, geo: Geo) -> None:
 
 
 async def test_search_by_community(conn: Conn, geo: Geo) -> None:
-    places = [geo.guangming, geo.xingfu_xincheng, geo.xingfu_saihan]
+    places = [geo.haidong, geo.xingfu_xincheng, geo.xingfu_saihan]
     for n, community_id in enumerate(places):
         await upsert_resident(
             conn,
@@ -274,9 +274,9 @@ async def test_search_by_community(conn: Conn, geo: Geo) -> None:
                 geo, id_number=id_number(dt.date(1948, 2, 2), 2 * n + 2), community_id=community_id, phones=[]
             ),
         )
-    _, total = await search_residents(conn, BOOK, community=geo.guangming)
+    _, total = await search_residents(conn, BOOK, community=geo.haidong)
     assert total == 1
-    _, total = await search_residents(conn, BOOK, community=str(geo.guangming))
+    _, total = await search_residents(conn, BOOK, community=str(geo.haidong))
     assert total == 1
     page, total = await search_residents(conn, BOOK, community="幸福社区")
     assert total == 2
@@ -361,7 +361,7 @@ async def test_provider_upsert_is_idempotent(conn: Conn, geo: Geo) -> None:
 
     card = await get_provider(conn, created.id)
     assert card is not None
-    assert [(i.item_code, i.price_fen) for i in card.items] == [("HK01", 4500), ("HK02", 6000)]
+    assert [(i.item_code, i.price_fen) for i in card.items] == [("HK01", 4500), ("HK02", 5000)]
     assert [(a.district, a.community) for a in card.areas] == [("新城区", None), ("赛罕区", "幸福社区")]
 
     repriced, changed = await upsert_provider(conn, provider(geo, items="HK01:50;HK02"))
@@ -369,7 +369,7 @@ async def test_provider_upsert_is_idempotent(conn: Conn, geo: Geo) -> None:
     assert repriced.updated_at > created.updated_at
     card = await get_provider(conn, created.id)
     assert card is not None
-    assert [(i.item_code, i.price_fen) for i in card.items] == [("HK01", 5000), ("HK02", 6000)]
+    assert [(i.item_code, i.price_fen) for i in card.items] == [("HK01", 5000), ("HK02", 5000)]
     assert await provider_by_licence(conn, licence_number(1)) == repriced
 
 
@@ -388,7 +388,7 @@ async def test_provider_input_errors(conn: Conn, geo: Geo) -> None:
 async def test_search_providers(conn: Conn, geo: Geo) -> None:
     await upsert_provider(conn, provider(geo, 1))
     await upsert_provider(
-        conn, provider(geo, 2, items=[ItemOffer("YL01")], areas=["光明社区"], sms="13947102002")
+        conn, provider(geo, 2, items=[ItemOffer("LC01")], areas=["海东路社区"], sms="13947102002")
     )
     await upsert_provider(conn, provider(geo, 3, status="暂停", areas=["赛罕区"], sms="13947102003"))
 
@@ -400,7 +400,7 @@ async def test_search_providers(conn: Conn, geo: Geo) -> None:
     assert await licences() == ["000001", "000002", "000003"]
     assert await licences(status=ProviderStatus.SUSPENDED) == ["000003"]
     assert await licences(item_code="HK01") == ["000001", "000003"]
-    assert await licences(item_code="YL01") == ["000002"]
+    assert await licences(item_code="LC01") == ["000002"]
     # provider 2 serves one community of 新城区, provider 1 a community of 赛罕区
     assert await licences(district_id=geo.xincheng) == ["000001", "000002"]
     assert await licences(district_id=geo.saihan) == ["000001", "000003"]
@@ -424,7 +424,7 @@ async def test_catalogue_upsert_is_idempotent(conn: Conn, geo: Geo) -> None:
     item = await get_item(conn, "HK01")
     assert item is not None
     assert await upsert_item(conn, item) == (item, False)
-    dearer = Item("HK01", "HK", "日常保洁", "Cleaning", ItemUnit.HOUR, 4500)
+    dearer = Item("HK01", "HK", "日常保洁", "Routine cleaning", ItemUnit.HOUR, 4500)
     assert await upsert_item(conn, dearer) == (dearer, True)
     with pytest.raises(InvalidInput):
         await upsert_item(conn, Item("ZZ01", "ZZ", "?", "?", ItemUnit.ITEM, 1))
