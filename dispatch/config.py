@@ -187,7 +187,6 @@ class SmsConfig:
     retry_base_seconds: float = setting(10.0, number(0.1, 3600))
     retry_max_seconds: float = setting(600.0, number(1, 86400))
     lease_seconds: float = setting(60.0, number(5, 3600))
-    job_code_digits: int = setting(4, integer(4, 8))
     job_link_grace_hours: float = setting(24.0, number(0, 720))
     help_replies_per_hour: int = setting(3, integer(0, 100))
 

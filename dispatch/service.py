@@ -17,6 +17,8 @@ from dispatch.api.app import build_app
 from dispatch.components import Component, Database, Health
 from dispatch.config import Config
 from dispatch.runtime import Runtime
+from providers.outbox import SmsWorker
+from providers.sms import make_sender
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,9 @@ log = logging.getLogger(__name__)
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import providers, residents
+    from providers import job_page, sms_api, webhooks
 
-    return [residents, providers]
+    return [residents, providers, sms_api, webhooks, job_page]
 
 
 class WebServer:
@@ -74,6 +77,9 @@ class Service:
             if self.after_database is not None:
                 await self.after_database(self.runtime)
             components: list[Component] = [self.database]
+            sms = SmsWorker(self.runtime, make_sender(self.config))
+            await self._start(sms)
+            components.append(sms)
             self.web = WebServer(self.config, self.runtime, components)
             components.append(self.web)
             await self._start(self.web)

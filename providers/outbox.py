@@ -56,7 +56,7 @@ from dispatch.events import DomainEvent, append_event
 from dispatch.notices import Severity, raise_notice
 from dispatch.runtime import Runtime
 from providers.sms import PermanentSmsError, SmsSender, TransientSmsError
-from providers.templates import segments, signed
+from providers.templates import offer_fits, segments, signed
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,30 @@ class SmsWorker:
         self._listen_conn = conn
         self._task = asyncio.create_task(self._run(), name="sms-worker")
         log.info("SMS worker started (%s)", self.sender.backend)
+        self._check_offer_length()
+
+    def _check_offer_length(self) -> None:
+        """Warn at start when job links are too long for an offer to fit in two segments."""
+        # imported here: providers.jobs queues its answers through this module
+        from providers.job_links import make_token
+        from providers.jobs import JOB_CODE_DIGITS, PartyType
+
+        config = self.runtime.config
+        token = make_token(
+            self.runtime.secret,
+            job_id=10**8,
+            party_type=PartyType.PROVIDER,
+            party_id=10**5,
+            expires_at=self.runtime.clock() + dt.timedelta(days=365),
+        )
+        link = f"{config.server.public_url}/j/{token}"
+        code = "9" * (JOB_CODE_DIGITS + 1)
+        if not offer_fits(link, code, language=config.locale.language):
+            log.warning(
+                "server.public_url is %d characters: job offers will need more than two SMS segments "
+                "(about 28 fit for zh-CN, 20 for en)",
+                len(config.server.public_url),
+            )
 
     async def stop(self) -> None:
         """Let sends in flight finish (bounded by the shutdown grace), then let go of everything."""

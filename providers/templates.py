@@ -11,10 +11,13 @@ job code, the link or the reply instructions.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
 
 SIGNATURE = "【12349】"
 ELLIPSIS = "…"
@@ -57,13 +60,20 @@ def _clip(value: str, length: int) -> str:
 
 
 def fit(render: Callable[[dict[str, str]], str], parts: dict[str, str], max_segments: int) -> str:
-    """Render, shortening the longest variable part a character at a time until it fits."""
+    """Render, shortening the longest variable part a character at a time until it fits.
+
+    When even empty parts do not fit (a very long public URL), the shortest
+    rendering is returned, longer than asked, and a warning is logged: a job
+    is never held back for its length (the start-up check in the SMS worker
+    refuses such a URL).
+    """
     current = dict(parts)
     text = render(current)
     while segments(text) > max_segments:
-        name, value = max(current.items(), key=lambda item: len(item[1]))
+        name, value = max(current.items(), key=lambda item: len(item[1]), default=("", ""))
         if not value:
-            raise ValueError(f"the fixed part of this text needs more than {max_segments} segments")
+            log.warning("an SMS text needs %d segments, more than %d", segments(text), max_segments)
+            return text
         current[name] = _clip(value, len(value) - 1) if len(value) > 1 else ""
         text = render(current)
     return text
@@ -101,25 +111,31 @@ def job_offer(offer: Offer, *, language: str, tz: ZoneInfo) -> str:
     """A service job offered to a provider; at most two segments whatever the values."""
     english = is_english(language)
     when = _window(offer.window_start, offer.window_end, tz, english)
-    code, link = offer.code, offer.link
+    code, link, name = offer.code, offer.link, mask_name(offer.resident_name)
 
     def render(p: dict[str, str]) -> str:
+        what = [name, p["community"], p["item"], when]
         if english:
             return (
-                f"{SIGNATURE}Job {code}: {p['name']}, {p['community']}, {p['item']}, {when} "
+                f"{SIGNATURE}Job {code}: {', '.join(w for w in what if w)} "
                 f"{link} Reply 1 {code} yes, 2 {code} no"
             )
         return (
-            f"{SIGNATURE}新工单{code}：{p['name']}，{p['community']}，{p['item']}，{when}。"
+            f"{SIGNATURE}新工单{code}：{'，'.join(w for w in what if w)}。"
             f"详情{link} 回复 1 {code} 接单，2 {code} 拒绝"
         )
 
-    parts = {
-        "name": mask_name(offer.resident_name),
-        "community": offer.community.strip(),
-        "item": offer.item.strip(),
-    }
-    return fit(render, parts, OFFER_MAX_SEGMENTS)
+    # the masked name, the time, the code, the link and the instructions are never shortened
+    return fit(render, {"community": offer.community.strip(), "item": offer.item.strip()}, OFFER_MAX_SEGMENTS)
+
+
+def offer_fits(link: str, code: str, *, language: str) -> bool:
+    """Whether an offer with this link and code fits in two segments with the community and item
+    at least a few characters long."""
+    start = dt.datetime(2025, 12, 31, 1, 0, tzinfo=dt.UTC)
+    offer = Offer(code, "王秀兰", "光明路社区", "助浴服务", start, start + dt.timedelta(hours=2), link)
+    text = job_offer(offer, language=language, tz=ZoneInfo("Asia/Shanghai"))
+    return segments(text) <= OFFER_MAX_SEGMENTS and "光明" in text and "助浴" in text
 
 
 def reminder(
@@ -241,8 +257,8 @@ def help_text(*, language: str) -> str:
     """The reply grammar, short enough for two segments."""
     if is_english(language):
         return (
-            f"{SIGNATURE}Reply with the action and the job code: 1 CODE accept, 2 CODE decline, "
-            "3 CODE arrived, 9 CODE done. E.g. 1 4821. The code may be left out when you have one job."
+            f"{SIGNATURE}Reply action + job code: 1 accept, 2 decline, 3 arrived, 9 done, "
+            "e.g. 1 4821. With one open job the code may be left out."
         )
     return (
         f"{SIGNATURE}请回复“操作数字 空格 工单号”：1 接单，2 拒绝，3 已到达，9 已完成。"
@@ -253,9 +269,7 @@ def help_text(*, language: str) -> str:
 def unknown_reply(*, language: str) -> str:
     """The reply could not be read: say so and give the grammar again."""
     if is_english(language):
-        return f"{SIGNATURE}Sorry, we could not read your reply. " + help_text(
-            language=language
-        ).removeprefix(SIGNATURE)
+        return f"{SIGNATURE}Could not read that. " + help_text(language=language).removeprefix(SIGNATURE)
     return f"{SIGNATURE}未能识别您的回复。" + help_text(language=language).removeprefix(SIGNATURE)
 
 

@@ -15,7 +15,9 @@ from aiohttp import web
 
 from dispatch.config import Config
 from dispatch.database import Conn
-from dispatch.events import DomainEvent, EventBus
+from dispatch.events import DomainEvent, EventBus, append_event
+from providers.jobs import Job, JobDetails, JobHandlers, JobOutcome
+from providers.replies import ReplyAction
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -186,3 +188,43 @@ class BusWatcher:
 
     async def close(self) -> None:
         await self._subscription.close()
+
+
+KIND = "test_job"
+
+
+@dataclass
+class Calls:
+    """What the test job handler was asked to do; `fail` makes it raise after writing an event."""
+
+    seen: list[tuple[int, ReplyAction, str]] = field(default_factory=list)
+    fail: bool = False
+
+
+def register_test_handler(kind: str = KIND) -> Calls:
+    """A job kind as a lane would register it: the handler writes an event and answers."""
+    record = Calls()
+
+    async def handler(conn: Conn, job: Job, action: ReplyAction, actor: str) -> JobOutcome:
+        record.seen.append((job.id, action, actor))
+        event = await append_event(
+            conn, subject_type=job.subject_type, subject_id=job.subject_id, kind=f"test.{action}", actor=actor
+        )
+        if record.fail:
+            raise LookupError("the lane's handler has a bug")
+        if action is ReplyAction.DECLINE:
+            return JobOutcome(f"已拒绝工单{job.code}", f"Declined {job.code}", ok=True, events=(event,))
+        return JobOutcome(
+            f"工单{job.code}：已{action.value}", f"Job {job.code}: {action.value}", True, (event,)
+        )
+
+    async def details(conn: Conn, job: Job) -> JobDetails:
+        return JobDetails(
+            title="助浴服务",
+            lines=[("老人", "王**"), ("备注", "<script>alert(1)</script> & 门铃坏了")],
+            map_link="https://uri.amap.com/marker?position=111.75,40.84",
+            actions=(ReplyAction.ACCEPT, ReplyAction.DECLINE),
+        )
+
+    JobHandlers.register(kind, handler, details=details)
+    return record
