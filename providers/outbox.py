@@ -26,7 +26,7 @@ every message whose fate is unknown:
   marked `failed` with error code `unknown_outcome` and a notice, not re-sent:
   the send may have reached Twilio. The status callback URL carries our
   message id (`?m=<id>`), so if Twilio did take it, its callback records the
-  SID and the real status even then.
+  SID and the real status even then (`providers.delivery`).
 - A timeout is treated as transient (retried), the one place where a
   duplicate is possible. The retry waits at least `sms.retry_base_seconds`,
   and a row whose SID a status callback has recorded in the meantime is no
@@ -55,6 +55,8 @@ from dispatch.database import Conn
 from dispatch.events import DomainEvent, append_event
 from dispatch.notices import Severity, raise_notice
 from dispatch.runtime import Runtime
+from providers.job_links import make_token
+from providers.jobs import JOB_CODE_DIGITS, PartyType
 from providers.sms import PermanentSmsError, SmsSender, TransientSmsError
 from providers.templates import offer_fits, segments, signed
 
@@ -150,7 +152,9 @@ async def queue_sms(
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class OutboundRow:
+    """What sending and reporting on one outbound message needs from its row."""
+
     id: int
     to_e164: str
     body: str
@@ -197,21 +201,21 @@ class DrainResult:
 
 
 @dataclass
-class _Metrics:
+class SmsMetrics:
     sent: Counter
     failed: Counter
     retried: Counter
 
 
-_metrics_by_registry: dict[int, tuple[CollectorRegistry, _Metrics]] = {}
+_metrics_by_registry: dict[int, tuple[CollectorRegistry, SmsMetrics]] = {}
 
 
-def _metrics(registry: CollectorRegistry) -> _Metrics:
+def sms_metrics(registry: CollectorRegistry) -> SmsMetrics:
     # One set of counters per registry: a second worker on the same runtime (a restart) shares them.
     found = _metrics_by_registry.get(id(registry))
     if found is not None and found[0] is registry:
         return found[1]
-    metrics = _Metrics(
+    metrics = SmsMetrics(
         sent=Counter("careline_sms_sent", "SMS handed to the network", ["purpose"], registry=registry),
         failed=Counter(
             "careline_sms_failed",
@@ -244,7 +248,7 @@ class SmsWorker:
                 f"sms.lease_seconds: expected more than sms.send_timeout_seconds "
                 f"({self.cfg.send_timeout_seconds:g}), got {self.cfg.lease_seconds:g}"
             )
-        self.metrics = _metrics(runtime.metrics)
+        self.metrics = sms_metrics(runtime.metrics)
         self.rng = rng or random.Random()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -269,10 +273,6 @@ class SmsWorker:
 
     def _check_offer_length(self) -> None:
         """Warn at start when job links are too long for an offer to fit in two segments."""
-        # imported here: providers.jobs queues its answers through this module
-        from providers.job_links import make_token
-        from providers.jobs import JOB_CODE_DIGITS, PartyType
-
         config = self.runtime.config
         token = make_token(
             self.runtime.secret,
@@ -317,7 +317,10 @@ class SmsWorker:
             await conn.remove_listener(NOTIFY_CHANNEL, self._notified)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             log.warning("could not UNLISTEN cleanly; the connection is released anyway")
-        await self.runtime.pool.release(conn)
+        try:
+            await self.runtime.pool.release(conn)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            log.warning("the LISTEN connection was already broken")
 
     async def health(self) -> Health:
         running = self._task is not None and not self._task.done()
@@ -362,6 +365,11 @@ class SmsWorker:
                 self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.warning("SMS round failed: %s", self._last_error)
                 result = DrainResult()
+            except Exception as exc:
+                # The loop outlives a bad round (the rows stay queued or leased); /healthz shows the error.
+                self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.exception("SMS round failed unexpectedly")
+                result = DrainResult()
             else:
                 self._last_error = None
             if result.claimed >= self.cfg.concurrency and not self._stopping.is_set():
@@ -387,7 +395,7 @@ class SmsWorker:
         recovered = await self.recover_stale(at)
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(CLAIM_DUE, at, self.cfg.concurrency, self.cfg.lease_seconds)
-        claimed = [_Claimed(**dict(r.items())) for r in rows]
+        claimed = [OutboundRow(**dict(r.items())) for r in rows]
         if not claimed:
             return DrainResult(recovered=recovered)
         outcomes = await asyncio.gather(
@@ -405,7 +413,7 @@ class SmsWorker:
             raise first_error
         return DrainResult(claimed=len(claimed), recovered=recovered, **counts)
 
-    async def _deliver(self, message: _Claimed, clock: Callable[[], dt.datetime]) -> str:
+    async def _deliver(self, message: OutboundRow, clock: Callable[[], dt.datetime]) -> str:
         callback = f"{self.runtime.config.server.public_url}/webhooks/twilio/status?m={message.id}"
         try:
             result = await self.sender.send(message.to_e164, message.body, status_callback=callback)
@@ -423,7 +431,7 @@ class SmsWorker:
         await self._mark_sent(message, result.provider_sid, clock())
         return "sent"
 
-    async def _mark_sent(self, message: _Claimed, provider_sid: str, at: dt.datetime) -> None:
+    async def _mark_sent(self, message: OutboundRow, provider_sid: str, at: dt.datetime) -> None:
         sender_number = (self.cfg.twilio_from or None) if self.sender.backend == "twilio" else None
         await self.runtime.pool.execute(
             """UPDATE sms_messages
@@ -456,7 +464,7 @@ class SmsWorker:
         ceiling = min(self.cfg.retry_max_seconds, self.cfg.retry_base_seconds * 2 ** max(0, attempts - 1))
         return dt.timedelta(seconds=ceiling / 2 + self.rng.uniform(0, ceiling / 2))
 
-    async def _retry_or_fail(self, message: _Claimed, exc: TransientSmsError, at: dt.datetime) -> str:
+    async def _retry_or_fail(self, message: OutboundRow, exc: TransientSmsError, at: dt.datetime) -> str:
         if message.attempts >= self.cfg.max_attempts:
             await self._fail(
                 message, exc.code or "transient", f"gave up after {message.attempts} attempts: {exc}", at
@@ -478,7 +486,7 @@ class SmsWorker:
         log.warning("SMS #%d: %s; retry %d at %s", message.id, exc, message.attempts + 1, due.isoformat())
         return "retried"
 
-    async def _fail(self, message: _Claimed, code: str, text: str, at: dt.datetime) -> None:
+    async def _fail(self, message: OutboundRow, code: str, text: str, at: dt.datetime) -> None:
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             updated = await conn.fetchval(
                 """UPDATE sms_messages
@@ -490,7 +498,7 @@ class SmsWorker:
                 text[:500],
                 at,
             )
-            events = await _failure_records(conn, message, code, text, at) if updated else []
+            events = await failure_records(conn, message, code, text, at) if updated else []
         if updated:
             self.metrics.failed.labels(message.purpose).inc()
             log.warning("SMS #%d failed (%s): %s", message.id, code, text)
@@ -502,8 +510,8 @@ class SmsWorker:
             rows = await conn.fetch(RECOVER_STALE, now)
             events: list[DomainEvent] = []
             for row in rows:
-                message = _Claimed(**dict(row.items()))
-                events += await _failure_records(
+                message = OutboundRow(**dict(row.items()))
+                events += await failure_records(
                     conn, message, "unknown_outcome", "the sender stopped during the send", now
                 )
         for row in rows:
@@ -513,8 +521,8 @@ class SmsWorker:
         return len(rows)
 
 
-async def _failure_records(
-    conn: Conn, message: _Claimed, code: str, text: str, at: dt.datetime, *, status: str = "failed"
+async def failure_records(
+    conn: Conn, message: OutboundRow, code: str, text: str, at: dt.datetime, *, status: str = "failed"
 ) -> list[DomainEvent]:
     """The event row and the operator notice for an SMS given up on (in the caller's transaction)."""
     about_type = message.subject_type or "sms"
@@ -554,90 +562,3 @@ async def _failure_records(
         at=at,
     )
     return [event, notice]
-
-
-# -- delivery reports (Twilio status callbacks) -------------------------------------------------
-
-# Twilio's MessageStatus → ours. Anything Twilio has taken counts as sent.
-TWILIO_STATUS: dict[str, str] = {
-    "accepted": "sent",
-    "scheduled": "sent",
-    "queued": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "undelivered": "undelivered",
-    "failed": "failed",
-    "canceled": "failed",
-}
-
-RECORD_STATUS = """
-UPDATE sms_messages
-SET provider_sid = COALESCE(provider_sid, $2),
-    status = $3,
-    error_code = CASE WHEN $3 IN ('failed', 'undelivered') THEN COALESCE($4, error_code) ELSE error_code END,
-    last_error = CASE WHEN $3 IN ('failed', 'undelivered') THEN $5 ELSE last_error END,
-    sent_at = CASE WHEN $3 IN ('sent', 'delivered') THEN COALESCE(sent_at, $6) ELSE sent_at END,
-    lease_until = NULL,
-    updated_at = $6
-WHERE direction = 'out'
-  AND (provider_sid = $2 OR ($1::bigint IS NOT NULL AND id = $1 AND provider_sid IS NULL))
-  -- statuses only move forward (callbacks arrive out of order), except that a message we
-  -- gave up on as `unknown_outcome` is corrected by what Twilio says happened to it
-  AND (CASE status WHEN 'queued' THEN 0 WHEN 'sending' THEN 1 WHEN 'sent' THEN 2 ELSE 3 END
-         < CASE $3 WHEN 'sent' THEN 2 ELSE 3 END
-       OR (status = 'failed' AND error_code = 'unknown_outcome' AND $3 <> 'failed'))
-RETURNING id, to_e164, body, attempts, purpose, subject_type, subject_id, context_id
-"""
-
-
-async def record_delivery_status(
-    runtime: Runtime,
-    *,
-    provider_sid: str,
-    twilio_status: str,
-    error_code: str | None = None,
-    message_id: int | None = None,
-    at: dt.datetime | None = None,
-) -> str | None:
-    """Apply one status callback; our new status, or None when it changed nothing (unknown SID,
-    an older status arriving late, a status we do not track)."""
-    status = TWILIO_STATUS.get(twilio_status.strip().lower())
-    if status is None:
-        return None
-    now = at or runtime.clock()
-    events: list[DomainEvent] = []
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            RECORD_STATUS,
-            message_id,
-            provider_sid,
-            status,
-            error_code or None,
-            f"Twilio reports {status}" + (f" (error {error_code})" if error_code else ""),
-            now,
-        )
-        if row is None:
-            return None
-        message = _Claimed(**dict(row.items()))
-        if status in ("failed", "undelivered"):
-            events = await _failure_records(
-                conn, message, error_code or status, f"Twilio: {status}", now, status=status
-            )
-    if status in ("failed", "undelivered"):
-        _metrics(runtime.metrics).failed.labels(message.purpose).inc()
-        log.warning("SMS #%d %s (error %s)", message.id, status, error_code or "-")
-    else:
-        events.append(
-            DomainEvent(
-                kind=f"sms.{status}",
-                subject_type="sms",
-                subject_id=message.id,
-                data={"purpose": message.purpose, "about": [message.subject_type, message.subject_id]},
-                context_id=message.context_id,
-                occurred_at=now,
-            )
-        )
-    await runtime.bus.publish(*events)
-    return status

@@ -14,7 +14,7 @@ from dispatch.api.errors import ApiError, bad_request, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.openapi import error_response
 from dispatch.phones import PhoneNumberError
-from providers.jobs import route_reply
+from providers.inbound import route_reply
 
 routes = web.RouteTableDef()
 

@@ -23,8 +23,8 @@ from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator
 
 from dispatch.api.keys import RUNTIME
 from dispatch.runtime import Runtime
-from providers.jobs import route_reply
-from providers.outbox import record_delivery_status
+from providers.delivery import record_delivery_status
+from providers.inbound import route_reply
 
 log = logging.getLogger(__name__)
 

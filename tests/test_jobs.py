@@ -14,16 +14,15 @@ import pytest
 from dispatch.database import Conn
 from dispatch.runtime import Runtime
 from dispatch.service import Service
+from providers.inbound import RouteOutcome, route_reply
 from providers.job_links import job_link, job_token, make_token, read_token
 from providers.jobs import (
     Job,
     JobHandlers,
     PartyType,
-    RouteOutcome,
     close_jobs,
     open_job,
     open_jobs_for,
-    route_reply,
 )
 from providers.replies import ReplyAction
 from tests.sms_helpers import KIND, BusWatcher, Calls, add_provider, add_team, register_test_handler

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from dispatch.config import Config
 from dispatch.runtime import Runtime
-from providers.outbox import SmsWorker, queue_sms, record_delivery_status
+from providers.delivery import record_delivery_status
+from providers.outbox import SmsWorker, queue_sms
 from providers.sms import OutboxSender, PermanentSmsError, TransientSmsError, TwilioSender, make_sender
 from tests.helpers import free_port
 from tests.sms_helpers import (
