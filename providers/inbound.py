@@ -252,7 +252,7 @@ class _Router:
                 at=self.now,
             )
         )
-        await self._answer(templates.unknown_reply(language=self.language), None, limited=True)
+        await self._answer(templates.unknown_reply(language=self.language), None)
         return await self._finish(RouteOutcome.UNPARSED, parties[0].actor, reason=exc.reason)
 
     async def _ambiguous(
@@ -294,11 +294,10 @@ class _Router:
         )
         return await self._finish(RouteOutcome.HANDLER_FAILED, actor, reply=reply, job=job)
 
-    async def _answer(
-        self, text: str, job: Job | None, *, purpose: SmsPurpose = SmsPurpose.HELP, limited: bool = False
-    ) -> None:
+    async def _answer(self, text: str, job: Job | None, *, purpose: SmsPurpose = SmsPurpose.HELP) -> None:
         assert self.sender is not None
-        if limited and not await self._may_send_help():
+        # help texts are limited per number and hour; the answer to an action is not
+        if purpose is SmsPurpose.HELP and not await self._may_send_help():
             log.info("SMS #%d: help not sent (hourly limit for this number)", self.message_id)
             return
         reply_id = await queue_sms(
