@@ -180,7 +180,7 @@ class SmsConfig:
     twilio_from: str = setting("", text)
     twilio_messaging_service_sid: str = setting("", text)
     twilio_api_base: str = setting("https://api.twilio.com", http_url)
-    send_timeout_seconds: float = setting(15.0, number(1, 120))
+    send_timeout_seconds: float = setting(8.0, number(1, 120))
     poll_interval_seconds: float = setting(2.0, number(0.05, 60))
     concurrency: int = setting(4, integer(1, 64))
     max_attempts: int = setting(6, integer(1, 50))

@@ -298,7 +298,11 @@ class SmsWorker:
         try:
             if task is not None:
                 grace = self.runtime.config.server.shutdown_grace_seconds
-                done, _ = await asyncio.wait({task}, timeout=grace)
+                try:
+                    done, _ = await asyncio.wait({task}, timeout=grace)
+                except asyncio.CancelledError:
+                    task.cancel()  # whoever stops us is being cancelled: the worker goes with it
+                    raise
                 if not done:
                     log.warning("SMS sends still running after %.0f s; cancelling them", grace)
                     task.cancel()
