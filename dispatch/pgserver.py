@@ -77,7 +77,9 @@ class EmbeddedPostgres:
                 SUPERUSER,
                 "--auth=trust",
                 "--encoding=UTF8",
-                "--no-locale",
+                # Unicode character classes without an OS locale: pg_trgm then indexes Chinese names.
+                "--locale-provider=builtin",
+                "--builtin-locale=C.UTF-8",
                 "--no-instructions",
                 user=run_as,
             )

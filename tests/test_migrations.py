@@ -108,3 +108,9 @@ async def test_event_log_is_append_only(pool: asyncpg.Pool) -> None:
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await pool.execute("DELETE FROM events")
     assert await pool.fetchval("SELECT actor FROM events") == "test"
+
+
+async def test_chinese_names_are_trigram_indexable(pool: asyncpg.Pool) -> None:
+    """Without Unicode character classes pg_trgm makes no trigrams of 王秀兰, and every name search scans."""
+    trigrams = await pool.fetchval("SELECT show_trgm('王秀兰')")
+    assert len(trigrams) == 4
