@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from dispatch.database import Conn
+from providers.teams import RosterSlot, on_duty
 
 EARTH_RADIUS_KM = 6371.0088
 BUSY_STATES = ("team_dispatched", "team_acknowledged", "on_scene")
@@ -23,27 +24,6 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
-
-
-@dataclass(frozen=True)
-class RosterShift:
-    weekday: int  # ISO: 1 Monday … 7 Sunday
-    starts: dt.time
-    ends: dt.time  # ends <= starts: runs past midnight (00:00–00:00 is all day)
-
-
-def on_duty(shifts: list[RosterShift], local: dt.datetime) -> bool:
-    weekday, now = local.isoweekday(), local.time()
-    yesterday = 7 if weekday == 1 else weekday - 1
-    for shift in shifts:
-        overnight = shift.ends <= shift.starts
-        if shift.weekday == weekday and (
-            (not overnight and shift.starts <= now < shift.ends) or (overnight and now >= shift.starts)
-        ):
-            return True
-        if overnight and shift.weekday == yesterday and now < shift.ends:
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -106,7 +86,8 @@ async def rank_teams(conn: Conn, alert_id: int, now: dt.datetime, tz: ZoneInfo) 
     options: list[TeamOption] = []
     for row in rows:
         shifts = [
-            RosterShift(int(w), dt.time.fromisoformat(s), dt.time.fromisoformat(e)) for w, s, e in row["roster"]
+            RosterSlot(int(w), dt.time.fromisoformat(s), dt.time.fromisoformat(e))
+            for w, s, e in row["roster"]
         ]
         distance = (
             round(great_circle_km(place.lat, place.lon, row["base_lat"], row["base_lon"]), 2)

@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from dispatch.alerts import AlertKind, AlertSource, insert_or_join_alert, transition
-from dispatch.team_choice import RosterShift, great_circle_km, on_duty, rank_teams, suggested
+from dispatch.team_choice import great_circle_km, rank_teams, suggested
+from providers.teams import RosterSlot, on_duty
 from tests import factories
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -25,16 +26,16 @@ def test_great_circle_distance() -> None:
 @pytest.mark.parametrize(
     ("shift", "local", "expected"),
     [
-        (RosterShift(2, dt.time(0), dt.time(0)), dt.datetime(2026, 11, 24, 2, 0), True),  # all day Tuesday
-        (RosterShift(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 2, 0), False),
-        (RosterShift(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 8, 0), True),
-        (RosterShift(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 20, 0), False),
-        (RosterShift(1, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 24, 2, 0), True),  # Monday night
-        (RosterShift(2, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 24, 2, 0), False),
-        (RosterShift(7, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 23, 7, 59), True),  # Sunday night
+        (RosterSlot(2, dt.time(0), dt.time(0)), dt.datetime(2026, 11, 24, 2, 0), True),  # all day Tuesday
+        (RosterSlot(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 2, 0), False),
+        (RosterSlot(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 8, 0), True),
+        (RosterSlot(2, dt.time(8), dt.time(20)), dt.datetime(2026, 11, 24, 20, 0), False),
+        (RosterSlot(1, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 24, 2, 0), True),  # Monday night
+        (RosterSlot(2, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 24, 2, 0), False),
+        (RosterSlot(7, dt.time(20), dt.time(8)), dt.datetime(2026, 11, 23, 7, 59), True),  # Sunday night
     ],
 )
-def test_on_duty(shift: RosterShift, local: dt.datetime, expected: bool) -> None:
+def test_on_duty(shift: RosterSlot, local: dt.datetime, expected: bool) -> None:
     assert on_duty([shift], local) is expected
 
 
