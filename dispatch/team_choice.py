@@ -69,7 +69,8 @@ async def alert_place(conn: Conn, alert_id: int) -> Place:
 TEAMS_QUERY = """
 SELECT t.id, t.code, t.name, t.base_lat, t.base_lon,
        EXISTS (SELECT 1 FROM team_districts td WHERE td.team_id = t.id AND td.district_id = $1) AS covers,
-       EXISTS (SELECT 1 FROM alerts a WHERE a.team_id = t.id AND a.state = ANY($2::text[]) AND a.id <> $3) AS busy,
+       EXISTS (SELECT 1 FROM alerts a
+               WHERE a.team_id = t.id AND a.state = ANY($2::text[]) AND a.id <> $3) AS busy,
        EXISTS (SELECT 1 FROM alert_dispatches d WHERE d.team_id = t.id AND d.alert_id = $3) AS tried,
        coalesce((SELECT array_agg(ARRAY[r.weekday::text, r.starts::text, r.ends::text])
                  FROM team_roster r WHERE r.team_id = t.id), '{}') AS roster
