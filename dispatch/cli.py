@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 @contextlib.asynccontextmanager
 async def _database(config: Config) -> AsyncIterator[Runtime]:
     """The database component alone (embedded server, migrations, pool) for one-shot commands."""
-    database = Database(config)
+    database = Database(config, stop_adopted_server=False)
     await database.start()
     try:
         yield Runtime(config=config, pool=database.pool)

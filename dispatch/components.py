@@ -39,8 +39,11 @@ class Database:
 
     name = "database"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, stop_adopted_server: bool = True) -> None:
         self.config = config
+        # `serve` inherits a server orphaned by a killed predecessor and stops it at the end;
+        # a one-shot command (`careline user add`) beside a running `serve` must leave it running.
+        self.stop_adopted_server = stop_adopted_server
         self.embedded: EmbeddedPostgres | None = None
         self._pool: asyncpg.Pool | None = None
         self.dsn = config.database.url
@@ -83,8 +86,11 @@ class Database:
                 self._pool.terminate()
             self._pool = None
         if self.embedded is not None:
-            await self.embedded.stop()
-            log.info("embedded PostgreSQL stopped")
+            if self.embedded.adopted and not self.stop_adopted_server:
+                log.info("embedded PostgreSQL left running for the process that uses it")
+            else:
+                await self.embedded.stop()
+                log.info("embedded PostgreSQL stopped")
 
     async def health(self) -> Health:
         started = time.perf_counter()

@@ -158,3 +158,34 @@ async def test_metrics_are_prometheus_text(service: Service) -> None:
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     assert 'careline_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+async def test_one_shot_command_beside_serve_leaves_its_database_running(serve_env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{serve_env['CARELINE_SERVER_PORT']}"
+    proc = await start_serve(serve_env)
+    try:
+        await wait_healthy(url, proc)
+        added = await asyncio.create_subprocess_exec(
+            *CARELINE,
+            "user",
+            "add",
+            "wangfang",
+            "--role",
+            "operator",
+            env=serve_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(added.communicate(), timeout=60)
+        assert added.returncode == 0, err.decode()
+        token = out.decode().split("API token (shown once, keep it safe): ")[1].strip()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/healthz") as resp:
+                assert resp.status == 200
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(url + "/api/v1/residents", headers=headers) as resp:
+                assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0
