@@ -13,9 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from dispatch.alert_desk import AlertDesk
+from dispatch.alert_replies import register_alert_replies
 from dispatch.api.app import build_app
+from dispatch.api.keys import ALERT_DESK
 from dispatch.components import Component, Database, Health
 from dispatch.config import Config
+from dispatch.deadlines import DeadlineHandlers, DeadlineRunner
+from dispatch.escalation import register_escalation
 from dispatch.runtime import Runtime
 from providers.outbox import SmsWorker
 from providers.sms import make_sender
@@ -25,10 +30,10 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import providers, residents
+    from dispatch.api import alerts, providers, residents
     from providers import job_page, sms_api, webhooks
 
-    return [residents, providers, sms_api, webhooks, job_page]
+    return [residents, providers, alerts, sms_api, webhooks, job_page]
 
 
 class WebServer:
@@ -69,6 +74,8 @@ class Service:
         self.started: list[Component] = []
         self.runtime: Runtime | None = None
         self.web: WebServer | None = None
+        self.desk: AlertDesk | None = None
+        self.deadline_handlers = DeadlineHandlers()
 
     async def start(self) -> None:
         try:
@@ -80,7 +87,20 @@ class Service:
             sms = SmsWorker(self.runtime, make_sender(self.config))
             await self._start(sms)
             components.append(sms)
+            # The emergency lane: its deadline handlers, its SMS job kind, and the runner that fires them.
+            self.desk = AlertDesk(self.runtime)
+            register_escalation(self.deadline_handlers, self.desk)
+            register_alert_replies(self.desk)
+            deadlines = DeadlineRunner(
+                self.runtime,
+                self.deadline_handlers,
+                self.database.dsn,
+                poll_seconds=self.config.alerts.poll_seconds,
+            )
+            await self._start(deadlines)
+            components.append(deadlines)
             self.web = WebServer(self.config, self.runtime, components)
+            self.web.app[ALERT_DESK] = self.desk
             components.append(self.web)
             await self._start(self.web)
         except BaseException:

@@ -9,10 +9,12 @@ from aiohttp import web
 from dispatch.users import User
 
 if TYPE_CHECKING:
+    from dispatch.alert_desk import AlertDesk
     from dispatch.components import Component
     from dispatch.runtime import Runtime
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 COMPONENTS: web.AppKey[list[Component]] = web.AppKey("components")
+ALERT_DESK: web.AppKey[AlertDesk] = web.AppKey("alert_desk")
 USER: web.RequestKey[User] = web.RequestKey("user", User)
 OPENAPI_PATHS: web.AppKey[dict[str, Any]] = web.AppKey("openapi_paths")

@@ -1,0 +1,74 @@
+"""Reading JSON request bodies: a 400 naming the field for anything that is not what was expected."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from dispatch.api.errors import bad_request
+
+E = TypeVar("E", bound=StrEnum)
+MAX_TEXT = 2000
+
+
+async def json_object(request: web.Request, *, empty_ok: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is `{}` when the action needs no fields."""
+    raw = await request.read()
+    if not raw.strip():
+        if empty_ok:
+            return {}
+        raise bad_request("body", "expected a JSON object")
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("body", "expected a JSON object") from None
+    if not isinstance(payload, dict):
+        raise bad_request("body", "expected a JSON object")
+    return payload
+
+
+def text_field(
+    body: Mapping[str, Any], name: str, *, required: bool = False, max_length: int = MAX_TEXT
+) -> str:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad_request(name, "is required")
+        return ""
+    if not isinstance(value, str) or len(value) > max_length:
+        raise bad_request(name, f"expected text of at most {max_length} characters")
+    if required and not value.strip():
+        raise bad_request(name, "is required")
+    return value.strip()
+
+
+def int_field(body: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad_request(name, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+        raise bad_request(name, "expected a positive whole number")
+    return int(value)
+
+
+def bool_field(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise bad_request(name, "expected true or false")
+    return value
+
+
+def choice_field(body: Mapping[str, Any], name: str, enum: type[E], *, default: E | None = None) -> E:
+    value = body.get(name)
+    if value is None and default is not None:
+        return default
+    try:
+        return enum(str(value))
+    except ValueError:
+        raise bad_request(name, f"expected one of {', '.join(e.value for e in enum)}") from None
