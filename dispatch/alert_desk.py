@@ -33,7 +33,7 @@ from dispatch.alerts import (
 )
 from dispatch.config import AlertsConfig
 from dispatch.database import Conn
-from dispatch.deadlines import cancel_deadlines, schedule_deadline
+from dispatch.deadlines import NewDeadline, cancel_deadlines, schedule_deadline, schedule_deadlines
 from dispatch.events import DomainEvent
 from dispatch.runtime import Runtime
 from dispatch.team_choice import rank_teams, suggested
@@ -136,17 +136,17 @@ class AlertDesk:
             context_id=context_id,
         )
         if raised.created:
-            for kind_name, seconds in (
-                (ACK_SUPERVISOR, self.settings.ack_supervisor_seconds),
-                (ACK_ALL, self.settings.ack_all_operators_seconds),
-            ):
-                await schedule_deadline(
-                    conn,
-                    kind=kind_name,
-                    subject_type="alert",
-                    subject_id=raised.alert.id,
-                    due_at=raised.alert.raised_at + dt.timedelta(seconds=seconds),
-                )
+            raised_at = raised.alert.raised_at
+            await schedule_deadlines(
+                conn,
+                [
+                    NewDeadline(kind, "alert", raised.alert.id, raised_at + dt.timedelta(seconds=seconds))
+                    for kind, seconds in (
+                        (ACK_SUPERVISOR, self.settings.ack_supervisor_seconds),
+                        (ACK_ALL, self.settings.ack_all_operators_seconds),
+                    )
+                ],
+            )
         return raised
 
     async def raise_and_publish(self, **kwargs: Any) -> Raised:

@@ -61,6 +61,43 @@ class DeadlineHandlers:
         self.handlers[kind] = handler
 
 
+@dataclass(frozen=True)
+class NewDeadline:
+    kind: str
+    subject_type: str
+    subject_id: int
+    due_at: dt.datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+# One round trip: the rows and the NOTIFY (which PostgreSQL delivers at commit, once per
+# transaction since the payload is constant).
+INSERT_DEADLINES = """
+WITH ins AS (
+    INSERT INTO deadlines (kind, subject_type, subject_id, due_at, payload)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::jsonb[])
+    RETURNING id
+), wake AS (SELECT pg_notify($6, '') AS sent)
+SELECT ins.id FROM ins, wake
+"""
+
+
+async def schedule_deadlines(conn: Conn, deadlines: list[NewDeadline]) -> list[int]:
+    """Add deadlines in the caller's transaction; the runner is woken when it commits."""
+    if not deadlines:
+        return []
+    rows = await conn.fetch(
+        INSERT_DEADLINES,
+        [d.kind for d in deadlines],
+        [d.subject_type for d in deadlines],
+        [d.subject_id for d in deadlines],
+        [d.due_at for d in deadlines],
+        [d.payload for d in deadlines],
+        NOTIFY_CHANNEL,
+    )
+    return [int(r["id"]) for r in rows]
+
+
 async def schedule_deadline(
     conn: Conn,
     *,
@@ -70,18 +107,9 @@ async def schedule_deadline(
     due_at: dt.datetime,
     payload: dict[str, Any] | None = None,
 ) -> int:
-    """Add a deadline in the caller's transaction; the NOTIFY is delivered when it commits."""
-    deadline_id: int = await conn.fetchval(
-        """INSERT INTO deadlines (kind, subject_type, subject_id, due_at, payload)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-        kind,
-        subject_type,
-        subject_id,
-        due_at,
-        payload or {},
-    )
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, due_at.isoformat())
-    return deadline_id
+    """Add one deadline in the caller's transaction."""
+    ids = await schedule_deadlines(conn, [NewDeadline(kind, subject_type, subject_id, due_at, payload or {})])
+    return ids[0]
 
 
 async def cancel_deadlines(
@@ -135,32 +163,106 @@ def _retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(300.0, 2.0**attempts) * random.uniform(0.8, 1.2))
 
 
+class _BatchFailed(Exception):
+    """A handler failed in the fast path: the batch is rolled back and run again step by step."""
+
+
 async def fire_due_deadlines(
-    pool: asyncpg.Pool, handlers: DeadlineHandlers, now: dt.datetime, *, batch: int = 200
+    pool: asyncpg.Pool, handlers: DeadlineHandlers, now: dt.datetime, *, batch: int = 100, workers: int = 1
 ) -> FireReport:
-    """Fire every deadline due at `now`; the caller publishes `report.events` (already committed)."""
+    """Fire every deadline due at `now`; the caller publishes `report.events` (already committed).
+
+    `workers` connections claim batches side by side (SKIP LOCKED keeps them apart).
+    """
+    reports = await asyncio.gather(*(_fire_worker(pool, handlers, now, batch) for _ in range(workers)))
+    merged = FireReport()
+    for report in reports:
+        merged.fired += report.fired
+        merged.failed += report.failed
+        merged.lateness += report.lateness
+        merged.kinds += report.kinds
+        merged.events += report.events
+    return merged
+
+
+async def _fire_worker(
+    pool: asyncpg.Pool, handlers: DeadlineHandlers, now: dt.datetime, batch: int
+) -> FireReport:
     report = FireReport()
     async with pool.acquire() as conn:
         while True:
-            batch_events: list[DomainEvent] = []
-            async with conn.transaction():
-                rows = await conn.fetch(CLAIM_DUE, now, batch)
-                for row in rows:
-                    deadline = Deadline(**dict(row.items()))
-                    await _fire_one(conn, handlers, deadline, now, report, batch_events)
-            report.events.extend(batch_events)
-            if len(rows) < batch:
+            try:
+                claimed = await _fire_batch_fast(conn, handlers, now, batch, report)
+            except _BatchFailed:
+                claimed = await _fire_batch_careful(conn, handlers, now, batch, report)
+            if claimed < batch:
                 return report
 
 
+async def _fire_batch_fast(
+    conn: Conn, handlers: DeadlineHandlers, now: dt.datetime, batch: int, report: FireReport
+) -> int:
+    """The common case, all steps succeed: no savepoint per step, one UPDATE marks them all fired."""
+    events: list[DomainEvent] = []
+    async with conn.transaction():
+        deadlines = _in_lock_order(await conn.fetch(CLAIM_DUE, now, batch))
+        for deadline in deadlines:
+            handler = handlers.handlers.get(deadline.kind)
+            if handler is None:
+                raise _BatchFailed
+            try:
+                events.extend(await handler(conn, deadline, now))
+            except HANDLER_ERRORS as exc:
+                raise _BatchFailed from exc
+        await conn.execute(
+            "UPDATE deadlines SET fired_at = $2 WHERE id = ANY($1::bigint[])", [d.id for d in deadlines], now
+        )
+    for deadline in deadlines:
+        _count_fired(report, deadline, now)
+    report.events.extend(events)
+    return len(deadlines)
+
+
+async def _fire_batch_careful(
+    conn: Conn, handlers: DeadlineHandlers, now: dt.datetime, batch: int, report: FireReport
+) -> int:
+    """A step failed: each one in its own savepoint, so one broken step holds back no other."""
+    events: list[DomainEvent] = []
+    fired: list[Deadline] = []
+    async with conn.transaction():
+        rows = await conn.fetch(CLAIM_DUE, now, batch)
+        for deadline in _in_lock_order(rows):
+            if await _fire_one(conn, handlers, deadline, now, events):
+                fired.append(deadline)
+            else:
+                report.failed += 1
+    for deadline in fired:
+        _count_fired(report, deadline, now)
+    report.events.extend(events)
+    return len(rows)
+
+
+def _in_lock_order(rows: list[asyncpg.Record]) -> list[Deadline]:
+    """Steps lock their subject (an alert, an order): taking subjects in one order in every
+    worker's batch means two workers wait for each other but never deadlock."""
+    deadlines = [Deadline(**dict(row.items())) for row in rows]
+    return sorted(deadlines, key=lambda d: (d.subject_type, d.subject_id, d.due_at, d.id))
+
+
+def _count_fired(report: FireReport, deadline: Deadline, now: dt.datetime) -> None:
+    report.fired += 1
+    report.kinds.append(deadline.kind)
+    report.lateness.append((now - deadline.due_at).total_seconds())
+
+
+# A step is isolated like a bus listener: whatever it raises (a database error, or a bug in
+# one lane's handler) is logged and retried later, and never stops the other escalations.
+HANDLER_ERRORS = (Exception,)
+
+
 async def _fire_one(
-    conn: Conn,
-    handlers: DeadlineHandlers,
-    deadline: Deadline,
-    now: dt.datetime,
-    report: FireReport,
-    events: list[DomainEvent],
-) -> None:
+    conn: Conn, handlers: DeadlineHandlers, deadline: Deadline, now: dt.datetime, events: list[DomainEvent]
+) -> bool:
     handler = handlers.handlers.get(deadline.kind)
     try:
         if handler is None:
@@ -168,8 +270,7 @@ async def _fire_one(
         async with conn.transaction():
             events.extend(await handler(conn, deadline, now))
             await conn.execute("UPDATE deadlines SET fired_at = $2 WHERE id = $1", deadline.id, now)
-    except (asyncpg.PostgresError, LookupError, ValueError, RuntimeError) as exc:
-        # One broken step must not hold back every other deadline due now.
+    except HANDLER_ERRORS as exc:
         log.exception("deadline %s (%s) failed; will retry", deadline.id, deadline.kind)
         await conn.execute(
             "UPDATE deadlines SET attempts = attempts + 1, last_error = $2, due_at = $3 WHERE id = $1",
@@ -177,11 +278,8 @@ async def _fire_one(
             f"{type(exc).__name__}: {exc}"[:500],
             now + _retry_delay(deadline.attempts + 1),
         )
-        report.failed += 1
-        return
-    report.fired += 1
-    report.kinds.append(deadline.kind)
-    report.lateness.append((now - deadline.due_at).total_seconds())
+        return False
+    return True
 
 
 class DeadlineRunner:
@@ -190,9 +288,16 @@ class DeadlineRunner:
     name = "deadlines"
 
     def __init__(
-        self, runtime: Runtime, handlers: DeadlineHandlers, dsn: str, *, poll_seconds: float = 1.0
+        self,
+        runtime: Runtime,
+        handlers: DeadlineHandlers,
+        dsn: str,
+        *,
+        poll_seconds: float = 1.0,
+        workers: int = 4,
     ) -> None:
         self.runtime = runtime
+        self.workers = workers
         self.handlers = handlers
         self.dsn = dsn
         self.poll_seconds = poll_seconds
@@ -241,7 +346,7 @@ class DeadlineRunner:
             wait = self.poll_seconds
             try:
                 now = self.runtime.clock()
-                report = await fire_due_deadlines(self.runtime.pool, self.handlers, now)
+                report = await fire_due_deadlines(self.runtime.pool, self.handlers, now, workers=self.workers)
                 self.last_run, self.last_error = now, None
                 for late in report.lateness:
                     self._lateness.observe(max(0.0, late))
@@ -258,6 +363,10 @@ class DeadlineRunner:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("deadline runner: database unavailable (%s); retrying", exc)
+            except Exception as exc:
+                # The runner must outlive any bug: a dead runner is every escalation lost.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("deadline runner round failed; carrying on")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()

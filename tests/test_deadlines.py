@@ -84,7 +84,7 @@ async def test_a_failing_handler_is_retried_and_does_not_block_others(pool: asyn
     async def flaky(conn: Conn, deadline: Deadline, now: dt.datetime) -> list[DomainEvent]:
         nonlocal calls
         calls += 1
-        if calls == 1:
+        if calls <= 2:  # the batch's fast path, then its step-by-step rerun
             raise RuntimeError("the SMS table is locked")
         return []
 
@@ -101,7 +101,22 @@ async def test_a_failing_handler_is_retried_and_does_not_block_others(pool: asyn
     assert row["due_at"] > T0
     later = await fire_due_deadlines(pool, handlers, T0 + dt.timedelta(minutes=10))
     assert (later.fired, later.failed) == (1, 0)
-    assert calls == 2
+    assert calls == 3
+
+
+async def test_a_buggy_handler_cannot_stop_other_steps(pool: asyncpg.Pool) -> None:
+    handlers = recording_handlers()
+
+    async def buggy(conn: Conn, deadline: Deadline, now: dt.datetime) -> list[DomainEvent]:
+        raise TypeError("a bug in one lane")
+
+    handlers.register("test.buggy", buggy)
+    async with pool.acquire() as conn:
+        await schedule_deadline(conn, kind="test.buggy", subject_type="x", subject_id=1, due_at=T0)
+        await schedule_deadline(conn, kind="test.step", subject_type="x", subject_id=2, due_at=T0)
+    report = await fire_due_deadlines(pool, handlers, T0, workers=2)
+    assert (report.fired, report.failed) == (1, 1)
+    assert await fired_count(pool) == 1
 
 
 async def test_unknown_kind_is_kept_and_reported(pool: asyncpg.Pool) -> None:

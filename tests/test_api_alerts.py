@@ -1,0 +1,150 @@
+"""`/api/v1/alerts` over real HTTP against the running service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from dispatch.service import Service
+from dispatch.users import Role, create_user, issue_token
+from tests import factories
+
+
+@pytest.fixture
+async def api(service: Service) -> AsyncIterator[tuple[aiohttp.ClientSession, str, dict[str, int]]]:
+    assert service.runtime is not None
+    async with service.runtime.pool.acquire() as conn:
+        user = await create_user(conn, "wangfang", Role.OPERATOR, display_name="王芳")
+        token = await issue_token(conn, user.id)
+        district, community = await factories.community(conn)
+        resident = await factories.resident(
+            conn, community_id=community, contacts=[("李娜", "+8613911110001")]
+        )
+        team = await factories.team(conn, code="T1", district_ids=[district], lat=40.86, lon=111.71)
+    async with aiohttp.ClientSession(
+        base_url=service.url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        yield http, service.url, {"resident": resident, "team": team}
+
+
+async def call(http: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with http.request(method, path, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_raise_join_act_and_read(api: tuple[aiohttp.ClientSession, str, dict[str, int]]) -> None:
+    http, _, world = api
+    status, created = await call(
+        http,
+        "POST",
+        "/api/v1/alerts",
+        {"resident_id": world["resident"], "kind": "sos", "note": "老人来电说胸口疼"},
+    )
+    assert status == 201
+    alert_id = created["alert"]["id"]
+    assert created["alert"]["state"] == "raised"
+    status, joined = await call(
+        http, "POST", "/api/v1/alerts", {"resident_id": world["resident"], "kind": "sos"}
+    )
+    assert status == 200
+    assert joined == {"alert": joined["alert"], "created": False}
+    assert joined["alert"]["triggers"] == 2
+
+    status, detail = await call(http, "GET", f"/api/v1/alerts/{alert_id}")
+    assert status == 200
+    assert detail["resident"]["name"] == "王秀英"
+    assert detail["teams"][0]["suggested"] is True
+    assert detail["teams"][0]["reasons"]
+    assert {d["kind"] for d in detail["deadlines"]} == {"alert.ack_supervisor", "alert.ack_all_operators"}
+    assert [e["kind"] for e in detail["timeline"]] == ["alert.raised", "alert.triggered_again"]
+
+    assert (await call(http, "POST", f"/api/v1/alerts/{alert_id}/acknowledge", {"real": True}))[0] == 200
+    status, conflict = await call(http, "POST", f"/api/v1/alerts/{alert_id}/acknowledge")
+    assert status == 409
+    assert conflict["error"]["code"] == "illegal_transition"
+    assert conflict["error"]["state"] == "acknowledged"
+
+    status, moved = await call(http, "POST", f"/api/v1/alerts/{alert_id}/dispatch", {})
+    assert status == 200
+    assert moved["alert"]["team_id"] == world["team"]
+    assert (await call(http, "POST", f"/api/v1/alerts/{alert_id}/handoff-120", {"reason": "胸痛"}))[0] == 200
+    assert (await call(http, "POST", f"/api/v1/alerts/{alert_id}/note", {"text": "女儿已到"}))[0] == 200
+    status, error = await call(http, "POST", f"/api/v1/alerts/{alert_id}/resolve", {})
+    assert status == 400
+    assert error["error"]["field"] == "outcome"
+    status, error = await call(http, "POST", f"/api/v1/alerts/{alert_id}/resolve", {"outcome": "fine"})
+    assert status == 400
+    status, resolved = await call(http, "POST", f"/api/v1/alerts/{alert_id}/resolve", {"outcome": "hospital"})
+    assert status == 200
+    assert resolved["alert"]["state"] == "resolved"
+
+    status, listing = await call(http, "GET", "/api/v1/alerts?state=resolved")
+    assert status == 200
+    assert [a["id"] for a in listing["items"]] == [alert_id]
+    status, figures = await call(http, "GET", "/api/v1/alerts/figures?days=3")
+    assert status == 200
+    assert len(figures["days"]) == 3
+    assert figures["today"]["alerts"] == 1
+    assert figures["today"]["acknowledged_in_time"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("POST", "/api/v1/alerts", {}, 400, "resident_id"),
+        ("POST", "/api/v1/alerts", {"resident_id": "1"}, 400, "resident_id"),
+        ("POST", "/api/v1/alerts", {"resident_id": 999999}, 400, "resident_id"),
+        ("POST", "/api/v1/alerts", {"device_id": 1, "kind": "meteor"}, 400, "kind"),
+        ("POST", "/api/v1/alerts", [1, 2], 400, "body"),
+        ("GET", "/api/v1/alerts?state=burning", None, 400, "state"),
+        ("GET", "/api/v1/alerts?since=yesterday", None, 400, "since"),
+        ("GET", "/api/v1/alerts?limit=0", None, 400, "limit"),
+        ("GET", "/api/v1/alerts/figures?days=0", None, 400, "days"),
+        ("POST", "/api/v1/alerts/1/cancel", {}, 400, "reason"),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]],
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    field: str,
+) -> None:
+    http, _, _ = api
+    got, error = await call(http, method, path, body)
+    assert got == status
+    assert error["error"].get("field") == field or field in error["error"]["message"]
+
+
+async def test_unknown_alert_is_404_and_no_token_is_401(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]],
+) -> None:
+    http, url, _ = api
+    assert (await call(http, "GET", "/api/v1/alerts/424242"))[0] == 404
+    assert (await call(http, "POST", "/api/v1/alerts/424242/acknowledge"))[0] == 404
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(url + "/api/v1/alerts") as resp:
+        assert resp.status == 401
+
+
+async def test_openapi_describes_every_alert_action(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]],
+) -> None:
+    http, _, _ = api
+    status, spec = await call(http, "GET", "/api/openapi.json")
+    assert status == 200
+    for action in (
+        "acknowledge",
+        "dispatch",
+        "team-acknowledge",
+        "on-scene",
+        "resolve",
+        "cancel",
+        "handoff-120",
+        "note",
+    ):
+        operation = spec["paths"][f"/api/v1/alerts/{{id}}/{action}"]["post"]
+        assert "409" in operation["responses"]
