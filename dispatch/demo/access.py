@@ -41,7 +41,8 @@ class DemoAccess:
                 rule,
                 "Careline 12349 demo / 演示环境 — these log-ins change at every start / 每次启动重新生成",
                 # The console comes with its own issue; until then the API is the way in.
-                f"  API 接口说明:  {self.console_url}/api/openapi.json   health 状态: {self.console_url}/healthz",
+                f"  API 接口说明:  {self.console_url}/api/openapi.json",
+                f"  health 状态:   {self.console_url}/healthz",
                 f"  {ADMIN:<14} (admin 管理员)      password 密码: {self.admin_password}",
                 f"  {OPERATOR:<14} (operator 话务员)   password 密码: {self.operator_password}",
                 f"  API token for {ADMIN} / API 令牌: {self.api_token}",
