@@ -124,3 +124,27 @@ async def acknowledge_notice(
         at or dt.datetime.now(dt.UTC),
     )
     return row is not None
+
+
+async def find_notices(
+    conn: Conn,
+    *,
+    include_acknowledged: bool = False,
+    subject_type: str | None = None,
+    subject_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Notice], int]:
+    """Open notices first, newest first; with the total for paging."""
+    where = """($1 OR acknowledged_at IS NULL) AND ($2::text IS NULL OR subject_type = $2)
+               AND ($3::bigint IS NULL OR subject_id = $3)"""
+    args = (include_acknowledged, subject_type, subject_id)
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM notices WHERE {where}
+            ORDER BY (acknowledged_at IS NULL) DESC, created_at DESC, id DESC LIMIT $4 OFFSET $5""",
+        *args,
+        limit,
+        offset,
+    )
+    total = await conn.fetchval(f"SELECT count(*) FROM notices WHERE {where}", *args)
+    return [_notice(r) for r in rows], int(total)

@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import alerts, providers, residents
+    from dispatch.api import alerts, notices, providers, residents
     from providers import job_page, sms_api, webhooks
 
-    return [residents, providers, alerts, sms_api, webhooks, job_page]
+    return [residents, providers, alerts, notices, sms_api, webhooks, job_page]
 
 
 class WebServer:

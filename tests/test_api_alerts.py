@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatch.notices import Severity, raise_notice
 from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
 from tests import factories
@@ -148,3 +149,35 @@ async def test_openapi_describes_every_alert_action(
     ):
         operation = spec["paths"][f"/api/v1/alerts/{{id}}/{action}"]["post"]
         assert "409" in operation["responses"]
+
+
+async def test_notices_are_listed_and_acknowledged_once(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]], service: Service
+) -> None:
+    http, _, _ = api
+    assert service.runtime is not None
+    async with service.runtime.pool.acquire() as conn:
+        await raise_notice(
+            conn,
+            kind="alert.ack_supervisor",
+            severity=Severity.CRITICAL,
+            text="警情 7：无人接警",
+            subject_type="alert",
+            subject_id=7,
+            data={"audience": "supervisor"},
+        )
+        await raise_notice(conn, kind="sms.failed", severity=Severity.WARNING, text="短信发送失败")
+    status, listing = await call(http, "GET", "/api/v1/notices?subject_type=alert")
+    assert status == 200
+    assert [(n["kind"], n["audience"]) for n in listing["items"]] == [("alert.ack_supervisor", "supervisor")]
+    notice_id = listing["items"][0]["id"]
+    assert (await call(http, "POST", f"/api/v1/notices/{notice_id}/acknowledge"))[0] == 200
+    status, again = await call(http, "POST", f"/api/v1/notices/{notice_id}/acknowledge")
+    assert status == 409
+    assert again["error"]["code"] == "already_acknowledged"
+    status, open_only = await call(http, "GET", "/api/v1/notices")
+    assert [n["kind"] for n in open_only["items"]] == ["sms.failed"]
+    status, everything = await call(http, "GET", "/api/v1/notices?all=true")
+    assert everything["total"] == 2
+    assert everything["items"][-1]["acknowledged_at"] is not None
+    assert (await call(http, "POST", "/api/v1/notices/99999/acknowledge"))[0] == 404
