@@ -36,6 +36,7 @@ every message whose fate is unknown:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -378,11 +379,9 @@ class SmsWorker:
                 self._last_error = None
             if result.claimed >= self.cfg.concurrency and not self._stopping.is_set():
                 continue  # more may be waiting
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.cfg.poll_interval_seconds):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
 
     # -- the work -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ pending tasks or unclosed connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -46,13 +47,11 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, seconds: floa
         for _ in range(int(seconds * 10)):
             if proc.returncode is not None:
                 raise AssertionError(f"careline exited early with {proc.returncode}")
-            try:
+            with contextlib.suppress(aiohttp.ClientConnectionError):
                 async with http.get(url + "/healthz") as resp:
                     if resp.status == 200:
                         body: dict[str, object] = await resp.json()
                         return body
-            except aiohttp.ClientConnectionError:
-                pass
             await asyncio.sleep(0.1)
     raise AssertionError("careline did not become healthy")
 
@@ -151,8 +150,8 @@ async def test_healthz_is_503_while_the_database_is_down(
 
 async def test_metrics_are_prometheus_text(service: Service) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(service.url + "/healthz"):
-            pass
+        async with http.get(service.url + "/healthz") as first:
+            assert first.status == 200
         async with http.get(service.url + "/metrics") as resp:
             text = await resp.text()
     assert resp.status == 200

@@ -9,6 +9,7 @@ to appear, and checks that none appears twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -39,12 +40,10 @@ async def healthy(url: str, proc: asyncio.subprocess.Process) -> None:
     async with aiohttp.ClientSession() as http:
         for _ in range(600):
             assert proc.returncode is None, "careline exited"
-            try:
+            with contextlib.suppress(aiohttp.ClientConnectionError):
                 async with http.get(url + "/healthz") as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientConnectionError:
-                pass
             await asyncio.sleep(0.1)
     raise AssertionError("careline did not become healthy")
 

@@ -10,6 +10,7 @@ These functions block; the importer runs them in a worker thread.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -106,10 +107,8 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-16")
     if b"\x00" in data:
         raise ImportFileError(f"{path.name}: binary data, not a CSV text file (an .xlsx renamed to .csv?)")
-    try:
+    with contextlib.suppress(UnicodeDecodeError):
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
     try:
         # What Excel and WPS on Chinese Windows write when saving "CSV (逗号分隔)".
         return data.decode("gb18030")
