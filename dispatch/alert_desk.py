@@ -35,6 +35,7 @@ from dispatch.config import AlertsConfig
 from dispatch.database import Conn
 from dispatch.deadlines import NewDeadline, cancel_deadlines, schedule_deadline, schedule_deadlines
 from dispatch.events import DomainEvent
+from dispatch.notices import Severity, raise_notice
 from dispatch.runtime import Runtime
 from dispatch.team_choice import rank_teams, suggested
 from providers.job_page import job_link
@@ -249,7 +250,7 @@ class AlertDesk:
             due_at=now + dt.timedelta(seconds=self.settings.team_ack_seconds),
             payload={"team_id": team_id},
         )
-        await self._send_dispatch(conn, alert, team_id, now)
+        await self._send_dispatch(conn, events, alert, team_id, now)
         if alert.family_notified_at is None:
             events.extend(await family.notify_raised(conn, self.runtime, alert, now))
         return alert
@@ -264,7 +265,9 @@ class AlertDesk:
         phones = dict.fromkeys(r["phone_e164"] for r in rows)
         return [p for p in phones if self.runtime.phones.kind(p) == "mobile"]
 
-    async def _send_dispatch(self, conn: Conn, alert: Alert, team_id: int, now: dt.datetime) -> Job:
+    async def _send_dispatch(
+        self, conn: Conn, events: list[DomainEvent], alert: Alert, team_id: int, now: dt.datetime
+    ) -> Job:
         """Open the team's job (a fresh code) and text it to every mobile of the team."""
         job = await open_job(
             conn,
@@ -291,7 +294,25 @@ class AlertDesk:
             link=job_link(self.runtime, job),
             language=self.runtime.config.locale.language,
         )
-        for phone in await self._team_mobiles(conn, team_id):
+        mobiles = await self._team_mobiles(conn, team_id)
+        if not mobiles:
+            # The job exists but nobody will read it: someone must phone the team now.
+            events.append(
+                await raise_notice(
+                    conn,
+                    kind="alert.team_unreachable_by_sms",
+                    severity=Severity.CRITICAL,
+                    text=(
+                        f"警情 {alert.id}：该应急队没有可接收短信的手机，请立即电话通知。"
+                        f" / Alert {alert.id}: the team has no mobile for SMS; phone the team now."
+                    ),
+                    subject_type="alert",
+                    subject_id=alert.id,
+                    context_id=alert.context_id,
+                    at=now,
+                )
+            )
+        for phone in mobiles:
             await queue_sms(
                 conn,
                 phone,

@@ -296,3 +296,21 @@ async def test_cancel_stands_the_team_down(floor: Floor) -> None:
     assert (
         await floor.runtime.pool.fetchval("SELECT false_alarms FROM devices WHERE id = $1", floor.device) == 1
     )
+
+
+async def test_team_without_a_mobile_is_flagged_for_a_phone_call(floor: Floor) -> None:
+    await floor.runtime.pool.execute("DELETE FROM team_members WHERE team_id = $1", floor.near)
+    await floor.runtime.pool.execute(
+        "UPDATE emergency_teams SET phone_e164 = '+864716912345' WHERE id = $1", floor.near
+    )
+    alert_id = await raise_sos(floor)
+    await floor.desk.acknowledge(alert_id, Actor.user("op"))
+    await floor.desk.dispatch(alert_id, Actor.user("op"))
+    notices = await floor.runtime.pool.fetch(
+        "SELECT kind, severity FROM notices WHERE subject_id = $1", alert_id
+    )
+    assert ("alert.team_unreachable_by_sms", "critical") in [(n["kind"], n["severity"]) for n in notices]
+    landline_sms = await floor.runtime.pool.fetchval(
+        "SELECT count(*) FROM sms_messages WHERE to_e164 = '+864716912345'"
+    )
+    assert landline_sms == 0
