@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,20 +33,23 @@ TEMPLATE = f"careline_template_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_dsn() -> Iterator[str]:
     external = os.environ.get("CARELINE_DATABASE_URL")
     if external:
         yield external
         return
+    # Not under pytest's basetemp: a second pytest run on the machine rotates old basetemps
+    # away, and with them a live server's data directory and socket.
+    folder = Path(tempfile.mkdtemp(prefix="careline-test-pg-"))
     server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg") / "data",
-        settings={"fsync": "off", "max_connections": "300", "full_page_writes": "off"},
+        folder / "data", settings={"fsync": "off", "max_connections": "300", "full_page_writes": "off"}
     )
     dsn = asyncio.run(server.start())
     try:
         yield dsn
     finally:
         asyncio.run(server.stop())
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
