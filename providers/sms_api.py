@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -13,6 +12,7 @@ from dispatch.api.auth import current_user
 from dispatch.api.errors import ApiError, bad_request, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.openapi import error_response
+from dispatch.api.paging import time_param
 from dispatch.phones import PhoneNumberError
 from providers.inbound import route_reply
 
@@ -58,19 +58,6 @@ def _choice(request: web.Request, name: str, options: tuple[str, ...]) -> str | 
     return value
 
 
-def _since(request: web.Request) -> dt.datetime | None:
-    raw = request.query.get("since")
-    if not raw:
-        return None
-    try:
-        since = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise bad_request("since", "expected an ISO 8601 time such as 2025-05-03T09:00:00+08:00") from None
-    if since.tzinfo is None:
-        raise bad_request("since", "the time needs a UTC offset, e.g. +08:00")
-    return since
-
-
 def _int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -86,7 +73,7 @@ async def list_sms(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     direction = _choice(request, "direction", DIRECTIONS)
     status = _choice(request, "status", STATUSES)
-    since = _since(request)
+    since = time_param(request.query)
     phone = None
     if request.query.get("phone"):
         try:

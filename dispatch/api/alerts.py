@@ -32,7 +32,7 @@ from dispatch.api.bodies import bool_field, choice_field, int_field, json_object
 from dispatch.api.errors import ApiError, bad_request, not_found, ok
 from dispatch.api.keys import ALERT_DESK, RUNTIME
 from dispatch.api.openapi import error_response
-from dispatch.api.paging import PAGING_PARAMETERS, page, page_params
+from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, time_param
 from dispatch.api.residents import card_json
 from dispatch.deadlines import pending_deadlines
 from dispatch.events import timeline
@@ -52,19 +52,6 @@ def _alert_error(exc: AlertError) -> ApiError:
     if isinstance(exc, NoTeamAvailable):
         return ApiError(409, exc.code, str(exc))
     return ApiError(400, exc.code, str(exc))
-
-
-def _since(query: Any) -> dt.datetime | None:
-    raw = query.get("since")
-    if not raw:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise bad_request("since", "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00") from None
-    if value.tzinfo is None:
-        raise bad_request("since", "give the time zone, e.g. +08:00")
-    return value
 
 
 def _alert_id(request: web.Request) -> int:
@@ -90,7 +77,7 @@ async def alerts_list(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         alerts, total = await list_alerts(
             conn,
-            since=_since(request.query),
+            since=time_param(request.query),
             state=state,
             resident_id=int(resident_raw) if resident_raw else None,
             limit=limit,

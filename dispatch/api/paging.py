@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,3 +82,17 @@ def page_schema(item_schema: str) -> dict[str, Any]:
             "offset": {"type": "integer"},
         },
     }
+
+
+def time_param(query: Mapping[str, str], name: str = "since") -> dt.datetime | None:
+    """An ISO 8601 time with its UTC offset (2026-11-23T08:00:00+08:00), None when absent."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise bad_request(name, "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00") from None
+    if value.tzinfo is None:
+        raise bad_request(name, "the time needs a UTC offset, e.g. +08:00")
+    return value
