@@ -1,4 +1,10 @@
-"""`/api/v1/providers`: list franchised providers by status, service item and district; read one."""
+"""`/api/v1/providers`: list franchised providers by status, service item and district; read one.
+
+Each provider comes with its figures: `rating` (kept by the service lane's
+follow-up calls) and, from its order offers of the last 90 days,
+`acceptance_rate` and `median_response_seconds` (see `providers.provider_figures`).
+Creating, editing, suspending and reactivating are in `provider_admin`.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +17,19 @@ from dispatch.api.errors import bad_request, not_found, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.openapi import error_response
 from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, page_schema, query_text, text_parameter
+from dispatch.database import Conn
 from dispatch.geography import BIGSERIAL_MAX, PlaceError, as_id, resolve_district
 from dispatch.phones import PhoneBook
+from dispatch.runtime import Runtime
 from providers.catalogue import get_item
+from providers.provider_figures import NO_FIGURES, ProviderFigures, provider_figures
 from providers.provider_input import ProviderStatus
 from providers.registry import Provider, ProviderCard, get_provider, search_providers
 
 routes = web.RouteTableDef()
 
 
-def provider_json(provider: Provider, book: PhoneBook) -> dict[str, Any]:
+def provider_json(provider: Provider, book: PhoneBook, figures: ProviderFigures) -> dict[str, Any]:
     return {
         "id": provider.id,
         "licence_no": provider.licence_no,
@@ -35,14 +44,17 @@ def provider_json(provider: Provider, book: PhoneBook) -> dict[str, Any]:
         "capacity": provider.capacity,
         "status": provider.status.value,
         "rating": provider.rating,
+        "acceptance_rate": figures.acceptance_rate,
+        "median_response_seconds": figures.median_response_seconds,
+        "offers_90d": figures.offers,
         "created_at": provider.created_at.isoformat(),
         "updated_at": provider.updated_at.isoformat(),
     }
 
 
-def card_json(card: ProviderCard, book: PhoneBook) -> dict[str, Any]:
+def card_json(card: ProviderCard, book: PhoneBook, figures: ProviderFigures) -> dict[str, Any]:
     return {
-        **provider_json(card.provider, book),
+        **provider_json(card.provider, book, figures),
         "items": [
             {
                 "code": i.item_code,
@@ -64,6 +76,15 @@ def card_json(card: ProviderCard, book: PhoneBook) -> dict[str, Any]:
             for a in card.areas
         ],
     }
+
+
+async def provider_card_json(conn: Conn, runtime: Runtime, provider_id: int) -> dict[str, Any] | None:
+    """The card as `GET /api/v1/providers/{id}` shows it, figures included; None if there is none."""
+    card = await get_provider(conn, provider_id)
+    if card is None:
+        return None
+    figures = await provider_figures(conn, [provider_id], runtime.clock())
+    return card_json(card, runtime.phones, figures.get(provider_id, NO_FIGURES))
 
 
 @routes.get("/api/v1/providers")
@@ -100,7 +121,10 @@ async def list_providers(request: web.Request) -> web.Response:
             limit=limit,
             offset=offset,
         )
-    return ok(page([provider_json(p, runtime.phones) for p in rows], total, limit, offset))
+        # One query for the whole page, not one per provider.
+        figures = await provider_figures(conn, [p.id for p in rows], runtime.clock())
+    items = [provider_json(p, runtime.phones, figures.get(p.id, NO_FIGURES)) for p in rows]
+    return ok(page(items, total, limit, offset))
 
 
 @routes.get(r"/api/v1/providers/{id:\d+}")
@@ -111,10 +135,10 @@ async def provider_card(request: web.Request) -> web.Response:
     if provider_id is None:
         raise not_found("provider")
     async with runtime.pool.acquire() as conn:
-        card = await get_provider(conn, provider_id)
-    if card is None:
+        body = await provider_card_json(conn, runtime, provider_id)
+    if body is None:
         raise not_found("provider")
-    return ok(card_json(card, runtime.phones))
+    return ok(body)
 
 
 def _nullable(kind: str) -> dict[str, Any]:
@@ -134,7 +158,29 @@ _PROVIDER_PROPERTIES: dict[str, Any] = {
     "base_lon": _nullable("number"),
     "capacity": {"type": "integer", "description": "jobs it can run at once"},
     "status": {"type": "string", "enum": list(ProviderStatus)},
-    "rating": _nullable("number"),
+    "rating": {
+        "type": ["number", "null"],
+        "minimum": 1,
+        "maximum": 5,
+        "description": "residents' rating from follow-up calls (回访), kept up to date by the service lane",
+    },
+    "acceptance_rate": {
+        "type": ["number", "null"],
+        "minimum": 0,
+        "maximum": 1,
+        "description": "of the order offers closed in the last 90 days, accepted / (accepted + declined "
+        "+ expired); null without such offers",
+    },
+    "median_response_seconds": {
+        "type": ["number", "null"],
+        "description": "median time from an offer to the provider's first SMS about it, over those "
+        "offers; null when none was answered by SMS",
+    },
+    "offers_90d": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "how many offers the two figures above count",
+    },
     "created_at": {"type": "string", "format": "date-time"},
     "updated_at": {"type": "string", "format": "date-time"},
 }
