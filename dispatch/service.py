@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import alerts, notices, provider_admin, providers, residents
+    from dispatch.api import alerts, notices, provider_admin, providers, residents, teams
     from providers import job_page, sms_api, webhooks
 
     # provider_admin after providers: it re-declares the OpenAPI paths they share (GET + POST/PATCH).
-    return [residents, providers, provider_admin, alerts, notices, sms_api, webhooks, job_page]
+    return [residents, providers, provider_admin, teams, alerts, notices, sms_api, webhooks, job_page]
 
 
 class WebServer:

@@ -104,7 +104,7 @@ class TeamContact:
 TEAM_COLUMNS = "t.id, t.code, t.name, t.phone_e164, t.base_lat, t.base_lon, t.address, t.status, t.created_at"
 
 
-def _team(row: asyncpg.Record) -> EmergencyTeam:
+def team_from_row(row: asyncpg.Record) -> EmergencyTeam:
     return EmergencyTeam(
         id=row["id"],
         code=row["code"],
@@ -124,7 +124,7 @@ async def list_teams(conn: Conn, *, status: TeamStatus | None = None) -> list[Em
             WHERE ($1::text IS NULL OR t.status = $1) ORDER BY t.code""",
         status.value if status else None,
     )
-    return [_team(r) for r in rows]
+    return [team_from_row(r) for r in rows]
 
 
 async def team_districts(conn: Conn, team_id: int) -> tuple[int, ...]:
@@ -155,7 +155,7 @@ async def get_team(conn: Conn, team_id: int) -> TeamCard | None:
     if row is None:
         return None
     return TeamCard(
-        team=_team(row),
+        team=team_from_row(row),
         district_ids=await team_districts(conn, team_id),
         members=await team_members(conn, team_id),
         roster=await team_roster(conn, team_id),
@@ -169,7 +169,7 @@ async def teams_covering(conn: Conn, district_id: int, *, active_only: bool = Tr
         district_id,
         active_only,
     )
-    return [_team(r) for r in rows]
+    return [team_from_row(r) for r in rows]
 
 
 async def find_team_contacts(conn: Conn, e164: str) -> list[TeamContact]:
@@ -185,7 +185,7 @@ async def find_team_contacts(conn: Conn, e164: str) -> list[TeamContact]:
     )
     return [
         TeamContact(
-            team=_team(r),
+            team=team_from_row(r),
             member=TeamMember(r["member_name"], e164, MemberRole(r["member_role"]))
             if r["member_name"] is not None
             else None,
@@ -270,4 +270,4 @@ async def _upsert_team(conn: Conn, team: TeamInput, districts: tuple[int, ...]) 
             [(team_id, s.weekday, s.starts, s.ends) for s in team.roster],
         )
         changed = True
-    return _team(row), changed
+    return team_from_row(row), changed
