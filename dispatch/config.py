@@ -131,6 +131,18 @@ def _redact_url(url: str) -> str:
     return url
 
 
+def seconds_window(key: str, value: Any) -> tuple[float, float]:
+    """Two numbers of seconds, [before, after]: a TOML array, or "40,20" from the environment."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        pair = tuple(float(p) for p in parts) if isinstance(parts, list | tuple) else ()
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(0 <= p <= 86400 for p in pair):
+        raise ConfigError(f"{key}: expected [seconds before, seconds after] such as [40, 20], got {value!r}")
+    return pair[0], pair[1]
+
+
 def setting(default: Any, check: Check, *, env: str | None = None, secret: bool = False) -> Any:
     """Declare a key: its default, its check, and (for secrets) the environment variable."""
     return field(default=default, metadata={"check": check, "env": env, "secret": secret})
@@ -210,6 +222,30 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class AlarmsConfig:
+    # SIA DC-09 receiver, TCP and UDP on the same port (0: any free port).
+    dc09_host: str = setting("127.0.0.1", text)
+    dc09_port: int = setting(7010, integer(0, 65535))
+    # A message timestamp this many seconds [before, after] the receiver's clock is accepted.
+    dc09_time_window_seconds: tuple[float, float] = setting((40.0, 20.0), seconds_window)
+    # A frame repeating an account + sequence seen this recently is a resend: ACKed, not stored.
+    dc09_duplicate_window_seconds: float = setting(3600.0, number(1, 7 * 86400))
+    dc09_max_connections: int = setting(2000, integer(1, 100_000))
+    # An idle TCP connection is closed after this long.
+    dc09_read_timeout_seconds: float = setting(120.0, number(1, 3600))
+    # Longest wait for the database before a frame goes unanswered (the unit retries).
+    intake_timeout_seconds: float = setting(5.0, number(0.1, 60))
+    # An alarm this soon after its resident's alert of that kind was closed is attached to it.
+    rejoin_window_seconds: float = setting(120.0, number(0, 3600))
+    # Signed device-cloud posts: the X-Careline-Timestamp must be this close to our clock.
+    http_timestamp_window_seconds: float = setting(300.0, number(10, 3600))
+    # A reported battery at or below this percentage raises a maintenance notice.
+    battery_low_percent: int = setting(20, integer(0, 100))
+    # How often silent devices are looked for.
+    sweep_interval_seconds: float = setting(60.0, number(1, 86400))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = setting(12349, integer(0, 2**31 - 1))
     residents: int = setting(5000, integer(0, 2_000_000))
@@ -226,6 +262,7 @@ class Config:
     locale: LocaleConfig = field(default_factory=LocaleConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     source: str = "defaults"

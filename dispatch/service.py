@@ -24,6 +24,8 @@ from dispatch.escalation import register_escalation
 from dispatch.runtime import Runtime
 from providers.outbox import SmsWorker
 from providers.sms import make_sender
+from telephony.alarms.dc09_server import Dc09Server
+from telephony.alarms.heartbeats import HeartbeatSweep
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,10 @@ def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import alerts, notices, provider_admin, providers, residents, teams
     from providers import job_page, sms_api, webhooks
+    from telephony.alarms import http_api
 
     # provider_admin after providers: it re-declares the OpenAPI paths they share (GET + POST/PATCH).
-    return [residents, providers, provider_admin, teams, alerts, notices, sms_api, webhooks, job_page]
+    return [residents, providers, provider_admin, teams, alerts, notices, sms_api, webhooks, job_page, http_api]
 
 
 class WebServer:
@@ -76,6 +79,7 @@ class Service:
         self.runtime: Runtime | None = None
         self.web: WebServer | None = None
         self.desk: AlertDesk | None = None
+        self.dc09: Dc09Server | None = None
         self.deadline_handlers = DeadlineHandlers()
 
     async def start(self) -> None:
@@ -100,6 +104,13 @@ class Service:
             )
             await self._start(deadlines)
             components.append(deadlines)
+            # Alarm intake: the DC-09 receiver (TCP + UDP, ACK after commit) and the silent-device sweep.
+            self.dc09 = Dc09Server(self.runtime, self.desk)
+            await self._start(self.dc09)
+            components.append(self.dc09)
+            sweep = HeartbeatSweep(self.runtime)
+            await self._start(sweep)
+            components.append(sweep)
             self.web = WebServer(self.config, self.runtime, components)
             self.web.app[ALERT_DESK] = self.desk
             components.append(self.web)

@@ -13,12 +13,19 @@ from dispatch.users import Role, User, user_for_token
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Paths under /api/v1 that authenticate in their own way (signed device posts).
-OPEN_PREFIXES: tuple[str, ...] = ()
+OPEN_PREFIXES: tuple[str, ...] = ("/api/v1/alarms/contact-id",)
+# Exact method + path pairs that do, where the same path is bearer-authenticated for other
+# methods (GET /api/v1/alarms lists alarms for the floor; POST is a signed device cloud).
+OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("POST", "/api/v1/alarms")})
 
 
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/v1/") or request.path.startswith(OPEN_PREFIXES):
+    if (
+        not request.path.startswith("/api/v1/")
+        or request.path.startswith(OPEN_PREFIXES)
+        or (request.method, request.path) in OPEN_ROUTES
+    ):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

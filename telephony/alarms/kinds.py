@@ -1,0 +1,71 @@
+"""What an alarm is, whatever protocol brought it, and what each kind leads to."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dispatch.alerts import AlertKind
+
+
+class AlarmSource(StrEnum):
+    CONTACT_ID = "contact_id"
+    DC09 = "dc09"
+    HTTP = "http"
+
+
+class AlarmKind(StrEnum):
+    SOS = "sos"  # panic, personal emergency, duress
+    MEDICAL = "medical"
+    FALL = "fall"
+    FIRE = "fire"  # fire, smoke, heat
+    GAS = "gas"  # gas, carbon monoxide
+    WATER = "water"
+    INACTIVITY = "inactivity"  # no movement / failed to report in
+    TAMPER = "tamper"
+    OTHER = "other"  # an alarm condition of no kind above (intrusion, temperature, ...)
+    LOW_BATTERY = "low_battery"
+    MAINS_LOSS = "mains_loss"
+    TROUBLE = "trouble"  # any other technical fault
+    TEST = "test"  # periodic or manual test report
+    HEARTBEAT = "heartbeat"  # link supervision (DC-09 NULL, a cloud's keep-alive)
+    CANCEL = "cancel"  # the resident (or a user) cancelled at the device
+    STATUS = "status"  # arming, openings, log notes: recorded, nothing to do
+
+
+class Qualifier(StrEnum):
+    NEW = "new"
+    RESTORE = "restore"
+    STATUS = "status"  # a condition reported before and still present
+
+
+# Emergencies raise (or join) an alert. Tamper is one too: a unit pulled off the wall
+# of someone living alone is a reason to call, not a maintenance job.
+ALERT_KINDS: dict[AlarmKind, AlertKind] = {
+    AlarmKind.SOS: AlertKind.SOS,
+    AlarmKind.MEDICAL: AlertKind.MEDICAL,
+    AlarmKind.FALL: AlertKind.FALL,
+    AlarmKind.FIRE: AlertKind.FIRE,
+    AlarmKind.GAS: AlertKind.GAS,
+    AlarmKind.WATER: AlertKind.WATER,
+    AlarmKind.INACTIVITY: AlertKind.INACTIVITY,
+    AlarmKind.TAMPER: AlertKind.TAMPER,
+    AlarmKind.OTHER: AlertKind.OTHER,
+}
+# Technical faults update the device and raise a maintenance notice, never an emergency.
+MAINTENANCE_KINDS = frozenset({AlarmKind.LOW_BATTERY, AlarmKind.MAINS_LOSS, AlarmKind.TROUBLE})
+# Proof of life only: the device is seen, nothing else happens.
+LIFE_SIGNS = frozenset({AlarmKind.TEST, AlarmKind.HEARTBEAT, AlarmKind.STATUS})
+
+
+class Outcome(StrEnum):
+    """What an alarm did, as stored on its row and answered to HTTP senders."""
+
+    ALERT_RAISED = "alert_raised"
+    ALERT_JOINED = "alert_joined"
+    ATTACHED_TO_CLOSED = "attached_to_closed"  # shortly after the alert was closed: note + call-back
+    RESTORE_NOTED = "restore_noted"
+    CANCEL_NOTED = "cancel_noted"
+    MAINTENANCE = "maintenance"  # device updated, a notice raised (or one is already open)
+    DEVICE_UPDATED = "device_updated"  # a restore of a technical fault, or a condition already known
+    LIFE_SIGN = "life_sign"
+    NOTHING_OPEN = "nothing_open"  # a restore or cancel with no alert to attach it to
