@@ -178,6 +178,7 @@ async def test_edit_changes_only_the_fields_given(desk: Desk) -> None:
     assert {k: edited[k] for k in unchanged} == unchanged
     assert edited["updated_at"] > card["updated_at"]
     created, updated = await desk.events("provider", card["id"])
+    assert created["kind"] == "provider.created"
     assert (updated["kind"], updated["actor"], updated["reason"]) == (
         "provider.updated",
         "user:boss",
