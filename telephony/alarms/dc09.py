@@ -34,6 +34,8 @@ MAX_FRAME = MAX_BODY + 10
 ZERO_IV = bytes(16)
 TIME_FORMAT = "%H:%M:%S,%m-%d-%Y"
 SUPPORTED_TOKENS = ("SIA-DCS", "ADM-CID", "NULL")
+# What a receiver answers (read by the simulator and the tests).
+ANSWER_TOKENS = ("ACK", "NAK", "DUH")
 
 KeyLookup = Callable[[str], bytes | None]
 
@@ -144,6 +146,7 @@ def decode_frame(
     key_for: KeyLookup,
     now: dt.datetime,
     window: tuple[float, float] = (40.0, 20.0),
+    tokens: tuple[str, ...] = SUPPORTED_TOKENS,
 ) -> Frame:
     """One frame, LF to CR; raises a `Refusal` whose `answer` tells the unit what happened."""
     if len(raw) > MAX_FRAME or len(raw) < 10 or raw[:1] != LF or raw[-1:] != CR:
@@ -173,7 +176,7 @@ def decode_frame(
         account=match["acct"],
     )
     rest = match["rest"]
-    if header.token not in SUPPORTED_TOKENS:
+    if header.token not in tokens:
         raise Unsupported(f"id token {header.token} is not supported", header)
     if header.encrypted:
         key = key_for(header.account.upper())

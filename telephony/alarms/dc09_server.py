@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from prometheus_client import Counter, Gauge
 
 from dispatch.alert_desk import AlertDesk
@@ -108,11 +109,6 @@ def frame_message(frame: dc09.Frame, received_at: Any, duplicate_window: float) 
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self, server: Dc09Server) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.server.datagram(data, addr)
@@ -256,7 +252,7 @@ class Dc09Server:
             return dc09.nak(now)
         try:
             await take(self.runtime, self.desk, message)
-        except DATABASE_DOWN as exc:
+        except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
             log.warning(
                 "DC-09 %s seq %s not stored (%s); not acknowledged, the unit will resend",
                 message.sender,

@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from dispatch.api.auth import current_user
@@ -152,7 +153,7 @@ async def _take(request: web.Request, message: Message) -> web.Response:
         raise ApiError(
             409, "event_id_reused", "event_id: already used for a different alarm", field="event_id"
         ) from None
-    except DATABASE_DOWN:
+    except (*DATABASE_DOWN, asyncpg.PostgresError):
         raise ApiError(503, "unavailable", "the alarm could not be stored now; send it again") from None
     return ok(result.as_json(), status=200 if result.duplicate else 202)
 
