@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from dispatch.logs import setup_logging
 from dispatch.runtime import Runtime
 from dispatch.service import Service
 from dispatch.users import Role, UserError, create_user, issue_token
+from telephony.alarms.simulator import SIA_BY_KIND
 
 log = logging.getLogger("careline")
 
@@ -61,6 +63,25 @@ def _parser() -> argparse.ArgumentParser:
         help="console password (omit for an API-only user); prefer --password-stdin",
     )
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    integration = sub.add_parser("integration", help="device-cloud integrations (HMAC-signed alarm posts)")
+    integration_sub = integration.add_subparsers(dest="integration_command", required=True)
+    integration_add = integration_sub.add_parser("add", help="create one; prints its key and secret once")
+    integration_add.add_argument("name")
+
+    simulate = sub.add_parser("simulate", help="drive a running instance through its real protocols")
+    simulate_sub = simulate.add_subparsers(dest="simulate_command", required=True)
+    alarms = simulate_sub.add_parser("alarms", help="a simulator of alarm units and device clouds")
+    alarms.add_argument("--transport", choices=["tcp", "udp", "http"], default="tcp")
+    alarms.add_argument("--device", action="append", default=[], help="DC-09 account, or cloud id for http")
+    alarms.add_argument("--devices", type=int, default=100, help="without --device: this many demo devices")
+    alarms.add_argument("--kind", default="sos", choices=sorted(SIA_BY_KIND))
+    alarms.add_argument("--count", type=int, default=1)
+    alarms.add_argument("--rate", type=float, default=0.0, help="alarms per second (0: as fast as answered)")
+    alarms.add_argument("--storm", action="store_true", help="every device reports mains restore at once")
+    alarms.add_argument(
+        "--key", default="", help="integration key for http (secret: CARELINE_INTEGRATION_SECRET)"
+    )
     return parser
 
 
@@ -130,6 +151,49 @@ async def _user_add(config: Config, args: argparse.Namespace) -> None:
     print(f"API token (shown once, keep it safe): {token}")
 
 
+async def _integration_add(config: Config, name: str) -> None:
+    from telephony.alarms.integrations import IntegrationError, add_integration
+
+    async with _database(config) as runtime, runtime.pool.acquire() as conn:
+        try:
+            integration, secret = await add_integration(conn, name, config.security.secret_key)
+        except IntegrationError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"integration {integration.name} created")
+    print(f"key: {integration.key}")
+    print(f"secret (shown once, keep it safe): {secret}")
+
+
+async def _simulate_alarms(config: Config, args: argparse.Namespace) -> None:
+    from telephony.alarms.simulator import Plan, demo_devices, simulate
+
+    secret = os.environ.get("CARELINE_INTEGRATION_SECRET", "")
+    if args.transport == "http" and not (args.key and secret):
+        raise CommandError("http needs --key and the secret in CARELINE_INTEGRATION_SECRET")
+    devices = list(args.device)
+    if not devices:
+        async with _database(config) as runtime, runtime.pool.acquire() as conn:
+            devices = await demo_devices(conn, args.transport, args.devices)
+    plan = Plan(
+        transport=args.transport,
+        kind=args.kind,
+        count=args.count,
+        rate=args.rate,
+        storm=args.storm,
+        host=config.alarms.dc09_host,
+        port=config.alarms.dc09_port,
+        url=f"http://{config.server.host}:{config.server.port}",
+        key=args.key,
+        secret=secret,
+    )
+    print(f"simulating {plan.transport} alarms from {len(devices)} device(s)")
+    try:
+        report = await simulate(plan, devices)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.describe())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -150,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_import(config, args.kind, args.file, not args.no_progress))
             case "user":
                 asyncio.run(_user_add(config, args))
+            case "integration":
+                asyncio.run(_integration_add(config, args.name))
+            case "simulate":
+                asyncio.run(_simulate_alarms(config, args))
     except CommandError as exc:
         print(f"careline: {exc}", file=sys.stderr)
         return 1

@@ -98,7 +98,7 @@ async def test_refused_posts_store_nothing_and_name_what_is_wrong(
         await unit(conn, "AB0002", cloud_id="hx-0001")
     url = live.url + "/api/v1/alarms"
     async with aiohttp.ClientSession() as http:
-        status, first = await post_signed(http, url, key, secret, sos("evt-9"))
+        status, _first = await post_signed(http, url, key, secret, sos("evt-9"))
         assert status == 202
         cases = [
             (await post_signed(http, url, key, "cs_wrong", sos("evt-2")), 401, "X-Careline-Signature"),
@@ -167,11 +167,13 @@ async def test_silent_devices_are_noticed_once_per_silence(
         now = seen + dt.timedelta(hours=2, seconds=1)
         assert len(await sweep_silent_devices(conn, now)) == 1
         assert await sweep_silent_devices(conn, now + dt.timedelta(hours=5)) == []
-        async with aiohttp.ClientSession() as http:
-            async with http.get(
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
                 live.url + "/api/v1/devices/silent", headers={"Authorization": f"Bearer {token}"}
-            ) as resp:
-                listed = await resp.json()
+            ) as resp,
+        ):
+            listed = await resp.json()
         assert [d["id"] for d in listed["items"]] == [device]
         # Heard again, then silent again: a new silence, a new notice.
         await conn.execute("UPDATE devices SET last_seen_at = $2 WHERE id = $1", device, now)
