@@ -1,0 +1,226 @@
+"""Alarm surge: sustained alarms per second over SIA DC-09 and over signed HTTP, send→ACK latency.
+
+    .venv/bin/python -m bench.alarm_surge [--rate 500] [--seconds 10] [--units 100]
+
+In one run, on one fresh database (embedded PostgreSQL, fsync on, or CARELINE_DATABASE_URL):
+1. bare:  single-row INSERT + COMMIT latency, the raw limit of this database here
+2. dc09:  `--units` units on their own TCP connections send SIA-DCS frames (one press in
+          five an SOS that raises or joins an alert, the rest periodic tests) at `--rate`
+          per second for `--seconds`; latency is from the send to the ACK, which the
+          receiver sends only after the commit
+3. http:  the same rate of signed device-cloud posts; latency from the send to the 202
+Then every acknowledged alarm is counted in the database: "lost" is acknowledged but absent.
+Target (the alarm intake issue): 500 alarms/s, p99 <= 3x the bare commit, zero lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from bench.database import bare_commit_latencies, bench_database, ms, percentile
+from dispatch.alert_desk import AlertDesk
+from dispatch.api.app import build_app
+from dispatch.api.keys import ALERT_DESK
+from dispatch.config import load_config
+from dispatch.database import connect, create_pool
+from dispatch.runtime import Runtime
+from telephony.alarms import dc09, http_api
+from telephony.alarms.dc09_server import Dc09Server
+from telephony.alarms.integrations import (
+    HEADER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    add_integration,
+    sign,
+)
+
+SECRET_KEY = "bench-secret-key"
+
+
+async def seed(dsn: str, units: int) -> None:
+    conn = await connect(dsn)
+    try:
+        district = await conn.fetchval(
+            "INSERT INTO districts (code, name) VALUES ('B', '新城区') RETURNING id"
+        )
+        street = await conn.fetchval(
+            "INSERT INTO streets (district_id, name) VALUES ($1, '街道') RETURNING id", district
+        )
+        community = await conn.fetchval(
+            """INSERT INTO communities (street_id, name, lat, lon)
+               VALUES ($1, '社区', 40.85, 111.7) RETURNING id""",
+            street,
+        )
+        rows = [
+            (f"15010219450101{i:04d}", f"老人{i}", "F", dt.date(1945, 1, 1), community) for i in range(units)
+        ]
+        await conn.copy_records_to_table(
+            "residents", records=rows, columns=["id_number", "name", "sex", "birth_date", "community_id"]
+        )
+        residents = [r["id"] for r in await conn.fetch("SELECT id FROM residents ORDER BY id")]
+        await conn.executemany(
+            """INSERT INTO devices (serial, kind, resident_id, dc09_account, cloud_id)
+               VALUES ($1, 'home_unit', $2, $3, $4)""",
+            [(f"GW-{i}", r, f"{0xB00000 + i:06X}", f"cloud-{i}") for i, r in enumerate(residents)],
+        )
+    finally:
+        await conn.close()
+
+
+async def paced(
+    rate: float, seconds: float, units: int, send: Callable[[int], Awaitable[None]]
+) -> list[float]:
+    """Start one send every 1/rate seconds, round-robin over the units; each unit waits for its
+    previous answer (as a real unit does), so a slow receiver shows up as latency, not as loss."""
+    latencies: list[float] = []
+    locks = [asyncio.Lock() for _ in range(units)]
+    total = int(rate * seconds)
+    started = time.perf_counter()
+
+    async def one(i: int) -> None:
+        async with locks[i % units]:
+            t0 = time.perf_counter()
+            await send(i)
+            latencies.append(time.perf_counter() - t0)
+
+    async with asyncio.TaskGroup() as group:
+        for i in range(total):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            group.create_task(one(i))
+    return latencies
+
+
+async def main(rate: float, seconds: float, units: int) -> None:
+    async with bench_database() as dsn:
+        base = load_config(environ={})
+        config = dataclasses.replace(
+            base,
+            database=dataclasses.replace(base.database, url=dsn),
+            alarms=dataclasses.replace(base.alarms, dc09_port=0, dc09_duplicate_window_seconds=3600),
+            security=dataclasses.replace(base.security, secret_key=SECRET_KEY),
+        )
+        conn = await connect(dsn)
+        bare = await bare_commit_latencies(conn, 1000)
+        integration, secret = await add_integration(conn, "bench", SECRET_KEY)
+        await conn.close()
+        await seed(dsn, units)
+
+        pool = await create_pool(dsn, min_size=10, max_size=40)
+        runtime = Runtime(config=config, pool=pool)
+        desk = AlertDesk(runtime)
+        server = Dc09Server(runtime, desk, environ={})
+        await server.start()
+        app = build_app(runtime, [], [http_api])
+        app[ALERT_DESK] = desk
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/alarms"
+        assert server.port is not None
+        links = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(units)]
+        acked = {"dc09": 0, "http": 0}
+
+        async def send_dc09(i: int) -> None:
+            reader, writer = links[i % units]
+            account = f"{0xB00000 + i % units:06X}"
+            code = "PA" if (i // units) % 5 == 0 else "RP"
+            frame = dc09.encode_message(
+                "SIA-DCS",
+                i // units % 9999 + 1,
+                account,
+                f"#{account}|N{code}001",
+                receiver="1",
+                line="1",
+                timestamp=dt.datetime.now(dt.UTC),
+            )
+            writer.write(frame)
+            await writer.drain()
+            answer = await reader.readuntil(b"\r")
+            if b'"ACK"' in answer:
+                acked["dc09"] += 1
+
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=units))
+
+        async def send_http(i: int) -> None:
+            kind = "sos" if (i // units) % 5 == 0 else "test"
+            body = json.dumps(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "device_id": f"cloud-{i % units}",
+                    "kind": kind,
+                    "time": dt.datetime.now(dt.UTC).isoformat(),
+                }
+            ).encode()
+            stamp = str(int(time.time()))
+            headers = {
+                HEADER_KEY: integration.key,
+                HEADER_TIMESTAMP: stamp,
+                HEADER_SIGNATURE: sign(secret, stamp, body),
+            }
+            async with http.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status == 202:
+                    acked["http"] += 1
+
+        try:
+            t0 = time.perf_counter()
+            dc09_latency = await paced(rate, seconds, units, send_dc09)
+            dc09_took = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            http_latency = await paced(rate, seconds, units, send_http)
+            http_took = time.perf_counter() - t0
+        finally:
+            await http.close()
+            for _, writer in links:
+                writer.close()
+            await runner.cleanup()
+            await server.stop()
+        stored = {
+            source: await pool.fetchval("SELECT count(*) FROM alarms WHERE source = $1", source)
+            for source in ("dc09", "http")
+        }
+        await pool.close()
+
+        bare_p99 = percentile(bare, 99)
+        print(
+            "database:",
+            "CARELINE_DATABASE_URL" if os.environ.get("CARELINE_DATABASE_URL") else "embedded, fsync on",
+        )
+        print(f"bare INSERT+COMMIT   p50 {ms(percentile(bare, 50))}  p99 {ms(bare_p99)}   (n={len(bare)})")
+        for name, latency, took in (
+            ("DC-09 TCP", dc09_latency, dc09_took),
+            ("HTTP", http_latency, http_took),
+        ):
+            source = "dc09" if name.startswith("DC") else "http"
+            p99 = percentile(latency, 99)
+            print(
+                f"{name:<10} p50 {ms(percentile(latency, 50))}  p99 {ms(p99)} ({p99 / bare_p99:.1f}x bare)"
+                f"   {len(latency) / took:6.0f} alarms/s (asked {rate:g})   acked {acked[source]}"
+                f"   stored {stored[source]}   lost {acked[source] - stored[source]}"
+            )
+        print("target: 500 alarms/s, p99 <= 3x bare, lost 0")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--units", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(main(args.rate, args.seconds, args.units))
