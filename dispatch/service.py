@@ -32,12 +32,24 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import alerts, notices, provider_admin, providers, residents, teams
+    from dispatch.api import alerts, notices, provider_admin, providers, residents, team_admin, teams
     from providers import job_page, sms_api, webhooks
     from telephony.alarms import http_api
 
-    # provider_admin after providers: it re-declares the OpenAPI paths they share (GET + POST/PATCH).
-    return [residents, providers, provider_admin, teams, alerts, notices, sms_api, webhooks, job_page, http_api]
+    # provider_admin after providers, team_admin after teams: each re-declares the paths they share.
+    return [
+        residents,
+        providers,
+        provider_admin,
+        teams,
+        team_admin,
+        alerts,
+        notices,
+        sms_api,
+        webhooks,
+        job_page,
+        http_api,
+    ]
 
 
 class WebServer:
