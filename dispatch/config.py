@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,51 @@ def area_code(key: str, value: Any) -> str:
     if not (digits.startswith("0") and digits.isdigit() and 3 <= len(digits) <= 4):
         raise ConfigError(f"{key}: expected a Chinese area code such as 0471, got {_describe(value)}")
     return digits
+
+
+def server_name(key: str, value: Any) -> str:
+    name = str(value)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+        raise ConfigError(
+            f"{key}: expected a short name of lower-case letters, digits, - and _ (such as pbx1), "
+            f"got {_describe(value)}"
+        )
+    return name
+
+
+def number_list(key: str, value: Any) -> tuple[str, ...]:
+    """Dialled numbers (DIDs) as Asterisk shows them in Exten: digits, maybe a leading +."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(item, str) and re.fullmatch(r"\+?[0-9]{2,20}", item.strip()) for item in items
+    ):
+        raise ConfigError(f'{key}: expected a list of numbers such as ["12349"], got {_describe(value)}')
+    return tuple(item.strip() for item in items)
+
+
+def name_list(key: str, value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(item, str) and re.fullmatch(r"[A-Za-z0-9_.+-]+", item.strip()) for item in items
+    ):
+        raise ConfigError(f"{key}: expected a list of dialplan names, got {_describe(value)}")
+    return tuple(item.strip() for item in items)
+
+
+def dialplan_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", value):
+        raise ConfigError(f"{key}: expected a dialplan name such as care-ivr, got {_describe(value)}")
+    return value
+
+
+def channel_template(key: str, value: Any) -> str:
+    text_ = str(value)
+    if "{extension}" not in text_ or "/" not in text_:
+        raise ConfigError(
+            f"{key}: expected a channel with {{extension}} in it, such as PJSIP/{{extension}} or "
+            f"Local/{{extension}}@operators, got {_describe(value)}"
+        )
+    return text_
 
 
 def _redact_url(url: str) -> str:
@@ -254,6 +300,46 @@ class DemoConfig:
     teams: int = setting(12, integer(0, 10_000))
 
 
+def entry_secret_variable(variable: str, entry_name: str) -> str:
+    """The variable holding one array entry's secret: CARELINE_AMI_SECRET_PBX_1 for `pbx-1`."""
+    return f"{variable}_" + re.sub(r"[^A-Za-z0-9]", "_", entry_name).upper()
+
+
+@dataclass(frozen=True)
+class AsteriskConfig:
+    """One Asterisk server reached over AMI (an `[[asterisk]]` table)."""
+
+    name: str = setting("", server_name)
+    host: str = setting("127.0.0.1", text)
+    port: int = setting(5038, integer(1, 65535))
+    username: str = setting("careline", text)
+    # CARELINE_AMI_SECRET_<NAME>, else CARELINE_AMI_SECRET (the loader fills it in)
+    secret: str = field(
+        default="", repr=False, metadata={"check": text, "env": "CARELINE_AMI_SECRET", "secret": True}
+    )
+    hotline_dids: tuple[str, ...] = setting(("12349",), number_list)
+    emergency_dids: tuple[str, ...] = setting((), number_list)
+    # A call whose first channel starts in one of these contexts is inbound even on a DID not listed.
+    inbound_contexts: tuple[str, ...] = setting(("from-resident",), name_list)
+    queue: str = setting("hotline", dialplan_name)
+    # How Careline rings an operator's phone first (callback, family call).
+    operator_channel: str = setting("Local/{extension}@operators", channel_template)
+    # Where an outbound number is dialled: Local/<number>@outbound_context.
+    outbound_context: str = setting("outbound", dialplan_name)
+    care_context: str = setting("care-ivr", dialplan_name)
+    rating_context: str = setting("rating-ivr", dialplan_name)
+    family_context: str = setting("family-call", dialplan_name)
+    # The number shown to the people Careline calls.
+    caller_id: str = setting("12349", text)
+    originate_ring_seconds: float = setting(30.0, number(5, 300))
+    connect_timeout_seconds: float = setting(5.0, number(0.5, 60))
+    ping_interval_seconds: float = setting(20.0, number(1, 600))
+    ping_timeout_seconds: float = setting(10.0, number(0.5, 120))
+    reconnect_min_seconds: float = setting(1.0, number(0.05, 60))
+    reconnect_max_seconds: float = setting(30.0, number(1, 3600))
+    auth_retry_seconds: float = setting(60.0, number(1, 3600))
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -265,6 +351,8 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    # One entry per [[asterisk]] table; none: calls are unavailable.
+    asterisk: tuple[AsteriskConfig, ...] = field(default=(), metadata={"array_of": AsteriskConfig})
     source: str = "defaults"
 
     def embedded_pgdata(self) -> Path:
@@ -292,7 +380,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
 
     sections = _section_types()
-    unknown = sorted(set(raw) - set(sections))
+    arrays = _array_types()
+    unknown = sorted(set(raw) - set(sections) - set(arrays))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(sections))})")
 
@@ -302,7 +391,54 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: expected a table [{name}], got {_describe(table)}")
         built[name] = _build_section(name, cls, table, environ)
+    for name, cls in arrays.items():
+        built[name] = _build_array(name, cls, raw.get(name, []), environ)
     return Config(**built, source=str(path))
+
+
+def _array_types() -> dict[str, type[Any]]:
+    return {f.name: f.metadata["array_of"] for f in dataclasses.fields(Config) if "array_of" in f.metadata}
+
+
+def _build_array(name: str, cls: type[Any], entries: Any, environ: Mapping[str, str]) -> tuple[Any, ...]:
+    """An array of tables (`[[asterisk]]`): each entry checked like a section, keys named `name[i].key`.
+
+    Entries take no per-key environment overrides (which entry would CARELINE_ASTERISK_PORT be?);
+    a secret comes from `<ENV>_<ENTRY NAME>` or else `<ENV>`.
+    """
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{name}: expected an array of tables [[{name}]], got {_describe(entries)}")
+    built: list[Any] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        prefix = f"{name}[{index}]"
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(entry) - set(fields))
+        if unknown:
+            raise ConfigError(f"{prefix}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+        if "name" in fields and "name" not in entry:
+            raise ConfigError(f"{prefix}.name: is required (a short name such as pbx1)")
+        values: dict[str, Any] = {}
+        for key, f in fields.items():
+            dotted = f"{prefix}.{key}"
+            if f.metadata["secret"]:
+                variable = entry_secret_variable(f.metadata["env"], str(entry.get("name")))
+                if key in entry:
+                    raise ConfigError(
+                        f"{dotted}: secrets are read from the environment only; set {variable} or "
+                        f"{f.metadata['env']}"
+                    )
+                value = environ.get(variable, environ.get(f.metadata["env"], f.default))
+            else:
+                value = entry.get(key, f.default)
+            values[key] = f.metadata["check"](dotted, value)
+        if values.get("name") in seen:
+            raise ConfigError(
+                f"{prefix}.name: {values['name']!r} is already the name of {name}[{seen[values['name']]}]"
+            )
+        seen[values.get("name", "")] = index
+        built.append(cls(**values))
+    return tuple(built)
 
 
 def _build_section(name: str, cls: type[Any], table: dict[str, Any], environ: Mapping[str, str]) -> Any:

@@ -26,6 +26,9 @@ from providers.outbox import SmsWorker
 from providers.sms import make_sender
 from telephony.alarms.dc09_server import Dc09Server
 from telephony.alarms.heartbeats import HeartbeatSweep
+from telephony.calls_api import ORIGINATOR
+from telephony.originate import register_call_attempts
+from telephony.switchboard import Telephony
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import alerts, notices, provider_admin, providers, residents, team_admin, teams
     from providers import job_page, sms_api, webhooks
+    from telephony import calls_api
     from telephony.alarms import http_api
 
     # provider_admin after providers, team_admin after teams: each re-declares the paths they share.
@@ -49,6 +53,7 @@ def api_modules() -> list[object]:
         webhooks,
         job_page,
         http_api,
+        calls_api,
     ]
 
 
@@ -92,6 +97,7 @@ class Service:
         self.web: WebServer | None = None
         self.desk: AlertDesk | None = None
         self.dc09: Dc09Server | None = None
+        self.telephony: Telephony | None = None
         self.deadline_handlers = DeadlineHandlers()
 
     async def start(self) -> None:
@@ -108,6 +114,8 @@ class Service:
             self.desk = AlertDesk(self.runtime)
             register_escalation(self.deadline_handlers, self.desk)
             register_alert_replies(self.desk)
+            # Calls Careline places: a deadline fails one Asterisk never reported on.
+            register_call_attempts(self.deadline_handlers)
             deadlines = DeadlineRunner(
                 self.runtime,
                 self.deadline_handlers,
@@ -116,6 +124,11 @@ class Service:
             )
             await self._start(deadlines)
             components.append(deadlines)
+            # Telephony: one component per [[asterisk]] server (AMI link, call tracking, recording).
+            self.telephony = Telephony(self.runtime, self.desk)
+            for server in self.telephony.components():
+                await self._start(server)
+                components.append(server)
             # Alarm intake: the DC-09 receiver (TCP + UDP, ACK after commit) and the silent-device sweep.
             self.dc09 = Dc09Server(self.runtime, self.desk)
             await self._start(self.dc09)
@@ -125,6 +138,7 @@ class Service:
             components.append(sweep)
             self.web = WebServer(self.config, self.runtime, components)
             self.web.app[ALERT_DESK] = self.desk
+            self.web.app[ORIGINATOR] = self.telephony.originator
             components.append(self.web)
             await self._start(self.web)
         except BaseException:

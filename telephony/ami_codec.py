@@ -1,0 +1,412 @@
+"""The AMI wire format: frames in, typed records out; actions out.
+
+An AMI stream is a banner line (`Asterisk Call Manager/9.0.0`) and then frames of
+`Key: value` lines, each frame ended by a blank line. A busy Asterisk sends mostly
+frames Careline has no use for (VarSet, Newexten, DeviceStateChange, ...): the
+`FrameReader` finds the frames it wants with one compiled search over the bytes
+received, so a skipped frame never becomes a Python object, and decodes only those.
+
+panoramisk's codec is used where it fits: its `Message` decodes responses and user
+events (a case-insensitive dict of every header, about 20 µs a frame here), its
+`Action` encodes what we send. Call events, thousands a second, are split by a
+leaner reader that keeps the headers as a plain dict for the record's constructor.
+
+Nothing from the wire raises out of here: a frame that lacks what its record needs,
+or carries a number that is not one, is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from panoramisk.actions import Action
+from panoramisk.message import Message
+
+from telephony.ami_events import (
+    AgentCompleted,
+    AgentConnected,
+    AmiMessage,
+    BridgeJoined,
+    CallerIdChanged,
+    ChannelCreated,
+    ChannelHungUp,
+    ChannelSnapshot,
+    ChannelStateChanged,
+    DialFinished,
+    DialStarted,
+    ListComplete,
+    OriginateResult,
+    QueueAbandoned,
+    QueueJoined,
+    QueueMemberListed,
+    Response,
+    UserEventReceived,
+)
+
+log = logging.getLogger(__name__)
+
+BANNER_PREFIX = "Asterisk Call Manager/"
+# A frame this long without its end is not AMI: the buffer is dropped rather than grown forever.
+MAX_PENDING_BYTES = 1 << 20
+_UNKNOWN = frozenset({"", "<unknown>", "unknown", "anonymous", "<Unknown>"})
+
+Headers = dict[str, str]
+
+
+def _caller(value: str | None) -> str | None:
+    return None if value is None or value.strip() in _UNKNOWN else value.strip()
+
+
+def _optional_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _duration(value: str) -> int:
+    """CoreShowChannel's Duration, HH:MM:SS (or plain seconds)."""
+    if ":" in value:
+        hours, minutes, seconds = (int(part) for part in value.split(":"))
+        return hours * 3600 + minutes * 60 + seconds
+    return int(value)
+
+
+def _at(headers: Headers, received: float) -> float:
+    """Asterisk's Timestamp (timestampevents = yes) when it is a plausible time, else `received`."""
+    raw = headers.get("Timestamp")
+    if raw is not None:
+        try:
+            value = float(raw)
+        except ValueError:
+            return received
+        if math.isfinite(value) and 1e9 < value < 1e11:
+            return value
+    return received
+
+
+def _unique_or_none(value: str | None) -> str | None:
+    return None if value is None or value in _UNKNOWN else value
+
+
+def _newchannel(h: Headers, at: float) -> ChannelCreated:
+    return ChannelCreated(
+        _at(h, at),
+        h["Linkedid"],
+        h["Uniqueid"],
+        h["Channel"],
+        _caller(h.get("CallerIDNum")),
+        h.get("Exten", ""),
+        h.get("Context", ""),
+        int(h.get("ChannelState", "0")),
+    )
+
+
+def _newcallerid(h: Headers, at: float) -> CallerIdChanged:
+    return CallerIdChanged(_at(h, at), h["Linkedid"], h["Uniqueid"], _caller(h.get("CallerIDNum")))
+
+
+def _newstate(h: Headers, at: float) -> ChannelStateChanged:
+    return ChannelStateChanged(_at(h, at), h["Linkedid"], h["Uniqueid"], int(h["ChannelState"]))
+
+
+def _dialbegin(h: Headers, at: float) -> DialStarted:
+    return DialStarted(
+        _at(h, at),
+        h.get("Linkedid") or h["DestLinkedid"],
+        h.get("Uniqueid"),
+        h["DestUniqueid"],
+        h.get("DestChannel", ""),
+        h.get("DestExten", ""),
+        h.get("DialString", ""),
+    )
+
+
+def _dialend(h: Headers, at: float) -> DialFinished:
+    return DialFinished(
+        _at(h, at),
+        h.get("Linkedid") or h["DestLinkedid"],
+        h.get("Uniqueid"),
+        h["DestUniqueid"],
+        h.get("DestChannel", ""),
+        h.get("DialStatus", ""),
+    )
+
+
+def _bridgeenter(h: Headers, at: float) -> BridgeJoined:
+    return BridgeJoined(
+        _at(h, at),
+        h["Linkedid"],
+        h["Uniqueid"],
+        h.get("Channel", ""),
+        h["BridgeUniqueid"],
+        int(h.get("BridgeNumChannels", "0")),
+    )
+
+
+def _queuejoin(h: Headers, at: float) -> QueueJoined:
+    return QueueJoined(_at(h, at), h["Linkedid"], h.get("Queue", ""))
+
+
+def _queueabandon(h: Headers, at: float) -> QueueAbandoned:
+    return QueueAbandoned(_at(h, at), h["Linkedid"], h.get("Queue", ""), _optional_int(h.get("HoldTime")))
+
+
+def _agentconnect(h: Headers, at: float) -> AgentConnected:
+    return AgentConnected(
+        _at(h, at),
+        h["Linkedid"],
+        h.get("Queue", ""),
+        h.get("Interface", ""),
+        h.get("MemberName", ""),
+        _optional_int(h.get("HoldTime")),
+    )
+
+
+def _agentcomplete(h: Headers, at: float) -> AgentCompleted:
+    return AgentCompleted(
+        _at(h, at), h["Linkedid"], _optional_int(h.get("HoldTime")), _optional_int(h.get("TalkTime"))
+    )
+
+
+def _hangup(h: Headers, at: float) -> ChannelHungUp:
+    return ChannelHungUp(_at(h, at), h["Linkedid"], h["Uniqueid"], _optional_int(h.get("Cause")) or 0)
+
+
+def _coreshowchannel(h: Headers, at: float) -> ChannelSnapshot:
+    return ChannelSnapshot(
+        h["ActionID"],
+        h["Linkedid"],
+        h["Uniqueid"],
+        h["Channel"],
+        _caller(h.get("CallerIDNum")),
+        h.get("Exten", ""),
+        h.get("Context", ""),
+        int(h.get("ChannelState", "0")),
+        h.get("BridgeId") or None,
+        h.get("Application", ""),
+        h.get("ApplicationData", ""),
+        _duration(h.get("Duration", "0")),
+    )
+
+
+def _queuemember(h: Headers, at: float) -> QueueMemberListed:
+    return QueueMemberListed(
+        h["ActionID"],
+        h.get("Queue", ""),
+        h.get("Name", ""),
+        h.get("Location") or h.get("Interface", ""),
+        h.get("Paused", "0") == "1",
+        _optional_int(h.get("Status")),
+    )
+
+
+def _complete(h: Headers, at: float) -> ListComplete:
+    return ListComplete(h["ActionID"], h["Event"], _optional_int(h.get("ListItems")))
+
+
+def _originateresponse(h: Headers, at: float) -> OriginateResult:
+    return OriginateResult(
+        _at(h, at),
+        h["ActionID"],
+        h.get("Response", "") == "Success",
+        _optional_int(h.get("Reason")),
+        _unique_or_none(h.get("Uniqueid")),
+        h.get("Channel", ""),
+    )
+
+
+# Fields of a UserEvent that Asterisk adds about the channel, not the dialplan's own.
+_CHANNEL_FIELDS = frozenset(
+    {
+        "Event",
+        "Privilege",
+        "Timestamp",
+        "Channel",
+        "ChannelState",
+        "ChannelStateDesc",
+        "CallerIDNum",
+        "CallerIDName",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+        "Language",
+        "AccountCode",
+        "Context",
+        "Exten",
+        "Priority",
+        "Uniqueid",
+        "Linkedid",
+        "UserEvent",
+    }
+)
+
+
+def _message_headers(frame: bytes) -> Headers | None:
+    message = Message.from_line(frame.decode("utf-8", "replace"))
+    if message is None:
+        return None
+    # A repeated header (ChanVariable) comes as a list; the records use the first value.
+    # `content` is panoramisk's own slot for a command's body, not a header.
+    return {
+        key: str(value[0] if isinstance(value, list) else value)
+        for key, value in message.items()
+        if key != "content"
+    }
+
+
+def _userevent(frame: bytes, at: float) -> UserEventReceived | None:
+    headers = _message_headers(frame)
+    if headers is None or "UserEvent" not in headers:
+        return None
+    return UserEventReceived(
+        _at(headers, at),
+        headers["UserEvent"],
+        _unique_or_none(headers.get("Linkedid")),
+        {key: value for key, value in headers.items() if key not in _CHANNEL_FIELDS},
+    )
+
+
+def _response(frame: bytes) -> Response | None:
+    headers = _message_headers(frame)
+    if headers is None or "Response" not in headers:
+        return None
+    return Response(
+        headers.get("ActionID") or None,
+        headers["Response"] in ("Success", "Goodbye", "Follows"),
+        headers.get("Message", ""),
+        headers,
+    )
+
+
+Decoder = Callable[[Headers, float], AmiMessage]
+
+DECODERS: dict[bytes, Decoder] = {
+    b"Newchannel": _newchannel,
+    b"NewCallerid": _newcallerid,
+    b"Newstate": _newstate,
+    b"DialBegin": _dialbegin,
+    b"DialEnd": _dialend,
+    b"BridgeEnter": _bridgeenter,
+    b"QueueCallerJoin": _queuejoin,
+    b"QueueCallerAbandon": _queueabandon,
+    b"AgentConnect": _agentconnect,
+    b"AgentComplete": _agentcomplete,
+    b"Hangup": _hangup,
+    b"OriginateResponse": _originateresponse,
+    b"CoreShowChannel": _coreshowchannel,
+    b"CoreShowChannelsComplete": _complete,
+    b"QueueMember": _queuemember,
+    b"QueueStatusComplete": _complete,
+}
+_WANTED = (*DECODERS, b"UserEvent")
+
+# A frame Careline wants starts right after a blank line with one of these first lines.
+_FRAME_START = re.compile(
+    rb"\r\n\r\n(?:Event: (" + b"|".join(re.escape(name) for name in _WANTED) + rb")\r\n|Response: )"
+)
+
+
+def _headers(frame: bytes) -> Headers:
+    lines = frame.decode("utf-8", "replace").split("\r\n")
+    try:
+        return dict(line.split(": ", 1) for line in lines)
+    except ValueError:
+        # A line without ": " (an empty "Key:" or garbage): read it line by line instead.
+        headers: Headers = {}
+        for line in lines:
+            key, sep, value = line.partition(": ")
+            if sep:
+                headers[key] = value
+            elif line.endswith(":"):
+                headers[line[:-1]] = ""
+        return headers
+
+
+class FrameReader:
+    """Bytes from the socket in, the AMI records Careline uses out, in order.
+
+    `banner` is the first line once it has arrived; `skipped` counts frames that were
+    wanted but could not be read (truncated, a field missing or not a number).
+    """
+
+    def __init__(self) -> None:
+        # A frame always follows a blank line; starting with one makes the first frame do so too.
+        self._pending = b"\r\n\r\n"
+        self._banner_seen = False
+        self.banner: str | None = None
+        self.skipped = 0
+        self.frames = 0
+        self.dropped_bytes = 0
+
+    def feed(self, data: bytes, received: float) -> list[AmiMessage]:
+        """Decode every complete frame in the stream so far; `received` dates untimestamped events."""
+        buffer = self._pending + data
+        if not self._banner_seen:
+            end = buffer.find(b"\r\n", 4)
+            if end < 0:
+                self._pending = self._limit(buffer)
+                return []
+            self.banner = buffer[4:end].decode("utf-8", "replace")
+            self._banner_seen = True
+            buffer = b"\r\n\r\n" + buffer[end + 2 :]
+        last = buffer.rfind(b"\r\n\r\n")
+        out: list[AmiMessage] = []
+        if last > 0:
+            for match in _FRAME_START.finditer(buffer, 0, last + 4):
+                start = match.start() + 4
+                end = buffer.find(b"\r\n\r\n", start)
+                message = self._decode(match.group(1), buffer[start:end], received)
+                if message is not None:
+                    out.append(message)
+            self.frames += len(out)
+            buffer = buffer[last:]
+        self._pending = self._limit(buffer)
+        return out
+
+    def _limit(self, buffer: bytes) -> bytes:
+        if len(buffer) <= MAX_PENDING_BYTES:
+            return buffer
+        self.dropped_bytes += len(buffer)
+        self.skipped += 1
+        log.warning("dropped %d bytes that never ended an AMI frame", len(buffer))
+        return b"\r\n\r\n"
+
+    def _decode(self, name: bytes | None, frame: bytes, received: float) -> AmiMessage | None:
+        try:
+            if name is None:
+                message: AmiMessage | None = _response(frame)
+            elif name == b"UserEvent":
+                message = _userevent(frame, received)
+            else:
+                message = DECODERS[name](_headers(frame), received)
+        except (KeyError, ValueError, TypeError) as exc:
+            message = None
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "unreadable"
+        if message is None:
+            self.skipped += 1
+            if self.skipped <= 10 or self.skipped % 1000 == 0:
+                # The frame's content may hold phone numbers: say what it was, not what it said.
+                event = (name or b"Response").decode("ascii", "replace")
+                log.warning(
+                    "skipped a malformed %s frame (%s); %d skipped so far", event, reason, self.skipped
+                )
+        return message
+
+
+def encode_action(fields: Mapping[str, Any]) -> bytes:
+    """One action as the bytes to write; a value holding CR or LF would forge headers, so it is refused."""
+    for key, value in fields.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if any(ch in f"{key}{item}" for ch in "\r\n"):
+                raise ValueError(f"AMI action field {key} holds a line break")
+    action = Action(dict(fields))
+    return str(action).encode("utf-8")

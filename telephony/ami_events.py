@@ -1,0 +1,224 @@
+"""What Asterisk tells us over AMI, as frozen typed records.
+
+Each record is built once, at the edge (`telephony/ami_codec.py`), from the few
+headers Careline uses; nothing past the codec sees a raw AMI header or a `''`
+standing for a missing one. `at` is seconds since the epoch: Asterisk's own
+`Timestamp` header when the manager has `timestampevents = yes`, else when the
+frame was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCreated:
+    """Newchannel."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+    channel: str
+    caller: str | None
+    exten: str
+    context: str
+    state: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdChanged:
+    """NewCallerid."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+    caller: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStateChanged:
+    """Newstate (4 ring, 5 ringing, 6 up, 7 busy)."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+    state: int
+
+
+@dataclass(frozen=True, slots=True)
+class DialStarted:
+    """DialBegin. `uniqueid` is the dialling channel, None when an Originate dials with no channel."""
+
+    at: float
+    linkedid: str
+    uniqueid: str | None
+    dest_uniqueid: str
+    dest_channel: str
+    dest_exten: str
+    dial_string: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialFinished:
+    """DialEnd: ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, ..."""
+
+    at: float
+    linkedid: str
+    uniqueid: str | None
+    dest_uniqueid: str
+    dest_channel: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeJoined:
+    """BridgeEnter; `members` is how many channels the bridge holds now."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+    channel: str
+    bridge: str
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueJoined:
+    """QueueCallerJoin."""
+
+    at: float
+    linkedid: str
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAbandoned:
+    """QueueCallerAbandon: the caller hung up while waiting; Asterisk's hold time in seconds."""
+
+    at: float
+    linkedid: str
+    queue: str
+    hold_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConnected:
+    """AgentConnect: a queue member took the call."""
+
+    at: float
+    linkedid: str
+    queue: str
+    interface: str
+    member: str
+    hold_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCompleted:
+    """AgentComplete: the member's conversation ended; Asterisk's talk time in seconds."""
+
+    at: float
+    linkedid: str
+    hold_seconds: int | None
+    talk_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHungUp:
+    """Hangup, with its Q.850 cause (0 when Asterisk does not know one)."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+    cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserEventReceived:
+    """UserEvent raised by the dialplan (EmergencyButton, CareCallResult); fields as sent."""
+
+    at: float
+    name: str
+    linkedid: str | None
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateResult:
+    """OriginateResponse: how an asynchronous Originate ended (Reason 0/1/3/4/5/8)."""
+
+    at: float
+    action_id: str
+    success: bool
+    reason: int | None
+    uniqueid: str | None
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSnapshot:
+    """CoreShowChannel: one live channel in the answer to CoreShowChannels (a re-sync)."""
+
+    action_id: str
+    linkedid: str
+    uniqueid: str
+    channel: str
+    caller: str | None
+    exten: str
+    context: str
+    state: int
+    bridge: str | None
+    application: str
+    application_data: str
+    duration_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberListed:
+    """QueueMember: one member in the answer to QueueStatus."""
+
+    action_id: str
+    queue: str
+    name: str
+    interface: str
+    paused: bool
+    status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListComplete:
+    """The `...Complete` event that ends the event list of an action."""
+
+    action_id: str
+    event: str
+    items: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The answer to an action: Success/Goodbye/Follows, or Error with its message."""
+
+    action_id: str | None
+    success: bool
+    message: str
+    headers: Mapping[str, str]
+
+
+ChannelEvent = (
+    ChannelCreated
+    | CallerIdChanged
+    | ChannelStateChanged
+    | DialStarted
+    | DialFinished
+    | BridgeJoined
+    | QueueJoined
+    | QueueAbandoned
+    | AgentConnected
+    | AgentCompleted
+    | ChannelHungUp
+)
+CallEvent = ChannelEvent | UserEventReceived
+ListItem = ChannelSnapshot | QueueMemberListed
+AmiMessage = CallEvent | OriginateResult | ListItem | ListComplete | Response

@@ -1,0 +1,611 @@
+"""Call tracking: typed AMI events in, calls out. Pure correlation, no I/O, no clock.
+
+Asterisk gives every channel of one call the same Linkedid (the Uniqueid of the
+call's first channel, its root): the caller's trunk channel, the queue's Local
+channels, the operator's phone, both legs of a callback. A call opens with its
+root's Newchannel and ends when the last of its channels hangs up; in between it
+is answered when a person takes it:
+
+- inbound (it started on a hotline or emergency DID, or in an inbound context):
+  when a queue member connects (AgentConnect), a dialled phone answers (DialEnd
+  ANSWER) or a bridge holds two of its channels; the operator is that member or phone.
+- outbound (everything else, callbacks and care calls included): when the far end
+  answers. When the root is an operator's phone rung first (a callback) the call
+  counts from the moment that phone answered, as Asterisk's CDR counts billsec.
+
+Waiting and talking times are Asterisk's own queue figures when it gives them
+(HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
+difference of the event times. The disposition of an unanswered call follows the
+far end's DialEnd status and the Q.850 hangup cause.
+
+After a link outage the link asks for every live channel (CoreShowChannels) and
+`finish_resync` reconciles: a call that is gone ends, one begun during the outage
+opens, one answered during it is answered. Events are never trusted to be complete
+or in order: a channel seen hung up is never brought back, events of an ended call
+are dropped, a call whose root frame was lost opens from its other channels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from telephony.ami_events import (
+    AgentCompleted,
+    AgentConnected,
+    BridgeJoined,
+    CallerIdChanged,
+    CallEvent,
+    ChannelCreated,
+    ChannelHungUp,
+    ChannelSnapshot,
+    ChannelStateChanged,
+    DialFinished,
+    DialStarted,
+    QueueAbandoned,
+    QueueJoined,
+    UserEventReceived,
+)
+
+STATE_UP = 6
+_PHONE = re.compile(r"\+?\d{7,15}")
+_EXTENSION = re.compile(r"\d{2,6}")
+_CHANNEL_SUFFIX = re.compile(r"[0-9a-f]{8}")
+# Q.850 causes that say the network or the number failed, not a person.
+FAILURE_CAUSES = frozenset(
+    {1, 2, 3, 20, 21, 22, 27, 28, 29, 34, 38, 41, 42, 44, 47, 50, 57, 58, 65, 66, 69, 79, 81, 88, 95}
+    | set(range(96, 103))
+    | {111, 127}
+)
+NO_ANSWER_CAUSES = frozenset({18, 19})
+# Presses that mean "help" (the dialplan's Button field); another button is a service request.
+SOS_BUTTONS = frozenset({"SOS", "RED", "EMERGENCY", ""})
+# Ended linkedids remembered, so late or duplicated frames of a finished call do not reopen it.
+REMEMBER_ENDED = 20_000
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Disposition(StrEnum):
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+
+
+_DIAL_STATUS = {
+    "BUSY": Disposition.BUSY,
+    "NOANSWER": Disposition.NO_ANSWER,
+    "CONGESTION": Disposition.FAILED,
+    "CHANUNAVAIL": Disposition.FAILED,
+}
+
+
+def phone_like(text: str | None) -> bool:
+    return text is not None and _PHONE.fullmatch(text) is not None
+
+
+def resource_of(channel: str) -> str:
+    """What a channel or interface names: `PJSIP/8001-0000001a`, `Local/8001@operators-00000001;1`,
+    `PJSIP/8001` → `8001`."""
+    _, _, rest = channel.partition("/")
+    if "@" in rest:
+        return rest.split("@", 1)[0]
+    rest = rest.split(";", 1)[0]
+    head, sep, tail = rest.rpartition("-")
+    return head if sep and _CHANNEL_SUFFIX.fullmatch(tail) else rest
+
+
+def operator_extension(channel: str) -> str | None:
+    """The extension of an operator's phone: 2-6 digits (a phone number is longer, a trunk is a name)."""
+    resource = resource_of(channel)
+    return resource if _EXTENSION.fullmatch(resource) else None
+
+
+def _member_extension(interface: str, member: str) -> str | None:
+    found = operator_extension(interface)
+    if found is None and member:
+        digits = member.split()[-1]
+        found = digits if _EXTENSION.fullmatch(digits) else None
+    return found
+
+
+def _side(channel: str) -> str:
+    """Both halves of a Local channel (`…;1`, `…;2`) are one side of the call."""
+    return channel.rsplit(";", 1)[0]
+
+
+def number_in(dial_string: str) -> str | None:
+    found = _PHONE.search(dial_string)
+    return found.group() if found else None
+
+
+@dataclass(frozen=True)
+class CallRules:
+    """What one Asterisk's dialplan means: which numbers are the hotline and the emergency line."""
+
+    hotline_dids: frozenset[str]
+    emergency_dids: frozenset[str]
+    inbound_contexts: frozenset[str]
+
+    def inbound(self, exten: str, context: str) -> bool:
+        return exten in self.hotline_dids or exten in self.emergency_dids or context in self.inbound_contexts
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    """UserEvent EmergencyButton from the dialplan: an in-home unit's SOS press, said on its call."""
+
+    at: float
+    linkedid: str | None
+    device: str | None
+    button: str
+    phone: str | None
+
+
+@dataclass(eq=False)
+class Call:
+    linkedid: str
+    direction: Direction
+    arrived_at: float
+    root_channel: str = ""
+    did: str | None = None
+    emergency: bool = False
+    caller: str | None = None
+    called: str | None = None
+    queue: str | None = None
+    operator: str | None = None
+    answered_at: float | None = None
+    root_up_at: float | None = None
+    ended_at: float | None = None
+    hold_seconds: int | None = None
+    agent_talk_seconds: int | None = None
+    root_cause: int = 0
+    first_cause: int = 0
+    cause_known: bool = True
+    dial_status: str | None = None
+    abandoned: bool = False
+    # enough is known to identify the far end and say the call is ringing
+    ready: bool = False
+    resynced: bool = False
+    # the ActionID of the Originate that placed it, when Careline did
+    attempt: str | None = None
+    presses: list[ButtonPress] = field(default_factory=list)
+    live: dict[str, int] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    bridges: dict[str, list[str]] = field(default_factory=dict)
+    seq: int = 0
+    # whatever the recorder keeps about the row (its id, what it has published)
+    row: Any = None
+
+    @property
+    def sos_pressed(self) -> bool:
+        return any(press.button in SOS_BUTTONS for press in self.presses)
+
+    @property
+    def root_is_operator(self) -> bool:
+        """A call whose first channel is an operator's phone (a callback) answers twice."""
+        return self.direction is Direction.OUTBOUND and operator_extension(self.root_channel) is not None
+
+    @property
+    def far_number(self) -> str | None:
+        """The number outside: who called in, or who was called."""
+        return self.caller if self.direction is Direction.INBOUND else self.called
+
+    @property
+    def hangup_cause(self) -> int | None:
+        if not self.cause_known and not (self.root_cause or self.first_cause):
+            return None
+        return self.root_cause or self.first_cause
+
+    @property
+    def disposition(self) -> Disposition | None:
+        if self.ended_at is None:
+            return None
+        if self.answered_at is not None:
+            return Disposition.ANSWERED
+        if self.direction is Direction.INBOUND and self.abandoned:
+            return Disposition.ABANDONED
+        if self.direction is Direction.OUTBOUND and self.dial_status in _DIAL_STATUS:
+            return _DIAL_STATUS[self.dial_status]
+        cause = self.hangup_cause or 0
+        if cause == 17:
+            return Disposition.BUSY
+        if cause in NO_ANSWER_CAUSES:
+            return Disposition.NO_ANSWER
+        if cause in FAILURE_CAUSES:
+            return Disposition.FAILED
+        return Disposition.ABANDONED if self.direction is Direction.INBOUND else Disposition.NO_ANSWER
+
+    @property
+    def wait_seconds(self) -> int | None:
+        if self.hold_seconds is not None:
+            return max(0, self.hold_seconds)
+        until = self.answered_at if self.answered_at is not None else self.ended_at
+        return None if until is None else max(0, int(until - self.arrived_at))
+
+    @property
+    def talk_seconds(self) -> int | None:
+        if self.answered_at is None:
+            return None
+        if self.agent_talk_seconds is not None:
+            return max(0, self.agent_talk_seconds)
+        return None if self.ended_at is None else max(0, int(self.ended_at - self.answered_at))
+
+
+class CallTracker:
+    """The calls of one Asterisk server; `changed` holds those touched since the recorder last took them."""
+
+    def __init__(self, rules: CallRules) -> None:
+        self.rules = rules
+        self.calls: dict[str, Call] = {}
+        self.changed: dict[str, Call] = {}
+        # EmergencyButton presses that came on no call Careline knows
+        self.presses: list[ButtonPress] = []
+        self.orphans = 0
+        self._ended: set[str] = set()
+        self._ended_order: deque[str] = deque()
+        self._seq = 0
+        self._syncing = False
+        self._sync_mark = 0
+        self._parked: list[CallEvent] = []
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            ChannelCreated: self._created,
+            CallerIdChanged: self._caller_id,
+            ChannelStateChanged: self._state,
+            DialStarted: self._dial_started,
+            DialFinished: self._dial_finished,
+            BridgeJoined: self._bridged,
+            QueueJoined: self._queue_joined,
+            QueueAbandoned: self._queue_abandoned,
+            AgentConnected: self._agent_connected,
+            AgentCompleted: self._agent_completed,
+            ChannelHungUp: self._hung_up,
+            UserEventReceived: self._user_event,
+        }
+
+    # -- the recorder's side -----------------------------------------------------------------
+
+    def take_changed(self) -> list[Call]:
+        changed = list(self.changed.values())
+        self.changed = {}
+        return changed
+
+    def take_presses(self) -> list[ButtonPress]:
+        presses, self.presses = self.presses, []
+        return presses
+
+    def adopt(self, calls: Iterable[Call]) -> None:
+        """Calls the database says are still open (after a restart); a re-sync follows and settles them."""
+        for call in calls:
+            if call.linkedid not in self.calls and call.linkedid not in self._ended:
+                self.calls[call.linkedid] = call
+
+    def link_attempt(self, action_id: str, *, uniqueid: str | None, channel: str) -> Call | None:
+        """Tie a call to the Originate that placed it: by the Uniqueid Asterisk reported, else by the
+        channel it dialled (`Local/137…@outbound` is the start of `Local/137…@outbound-00000009;1`)."""
+        call = self.calls.get(uniqueid) if uniqueid else None
+        if call is None and channel:
+            for candidate in self.calls.values():
+                if candidate.attempt is None and candidate.root_channel.startswith(channel + "-"):
+                    call = candidate
+                    break
+        if call is not None and call.attempt is None:
+            call.attempt = action_id
+            self._touch(call)
+        return call
+
+    # -- events ----------------------------------------------------------------------------
+
+    def apply(self, event: CallEvent) -> None:
+        self._seq += 1
+        self._handlers[type(event)](event)
+
+    def _touch(self, call: Call) -> None:
+        call.seq = self._seq
+        self.changed[call.linkedid] = call
+
+    def _known(self, event: CallEvent, linkedid: str) -> Call | None:
+        call = self.calls.get(linkedid)
+        if call is None:
+            if self._syncing and linkedid not in self._ended:
+                self._parked.append(event)
+            else:
+                self.orphans += 1
+        return call
+
+    def _created(self, ev: ChannelCreated) -> None:
+        call = self.calls.get(ev.linkedid)
+        if call is None:
+            if ev.linkedid in self._ended:
+                self.orphans += 1
+                return
+            if self._syncing and ev.uniqueid != ev.linkedid:
+                # a channel of a call begun before we connected: the snapshot will say what it is
+                self._parked.append(ev)
+                return
+            call = self._open(ev)
+        elif ev.uniqueid == ev.linkedid and not call.root_channel:
+            # the root's frame came after another channel's: now we know the root
+            call.root_channel = ev.channel
+            call.caller = call.caller or ev.caller
+        if ev.uniqueid in call.gone:
+            return
+        call.live[ev.uniqueid] = self._seq
+        self._touch(call)
+
+    def _open(self, ev: ChannelCreated) -> Call:
+        inbound = self.rules.inbound(ev.exten, ev.context)
+        is_root = ev.uniqueid == ev.linkedid
+        call = Call(
+            linkedid=ev.linkedid,
+            direction=Direction.INBOUND if inbound else Direction.OUTBOUND,
+            arrived_at=ev.at,
+            root_channel=ev.channel if is_root else "",
+            did=ev.exten if inbound else None,
+            emergency=inbound and ev.exten in self.rules.emergency_dids,
+            caller=ev.caller,
+            called=ev.exten if inbound or phone_like(ev.exten) else None,
+        )
+        call.ready = phone_like(call.far_number)
+        self.calls[call.linkedid] = call
+        return call
+
+    def _caller_id(self, ev: CallerIdChanged) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None or ev.uniqueid != call.linkedid or ev.caller is None:
+            return
+        call.caller = ev.caller
+        if call.direction is Direction.INBOUND:
+            call.ready = True
+        self._touch(call)
+
+    def _state(self, ev: ChannelStateChanged) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None or ev.uniqueid != call.linkedid or ev.state != STATE_UP:
+            return
+        self._root_up(call, ev.at)
+
+    def _root_up(self, call: Call, at: float) -> None:
+        if call.root_up_at is not None:
+            return
+        call.root_up_at = at
+        if call.direction is Direction.INBOUND:
+            call.ready = True
+        elif call.root_is_operator:
+            call.operator = call.operator or operator_extension(call.root_channel)
+        else:
+            # the first channel is the far end itself (a care call): it has answered
+            self._answer(call, at, None)
+        self._touch(call)
+
+    def _dial_started(self, ev: DialStarted) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        if call.direction is Direction.OUTBOUND and not phone_like(call.called):
+            number = ev.dest_exten if phone_like(ev.dest_exten) else number_in(ev.dial_string)
+            if number is not None:
+                call.called = number
+                call.ready = True
+                self._touch(call)
+
+    def _dial_finished(self, ev: DialFinished) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        if ev.status == "ANSWER":
+            if ev.dest_uniqueid == call.linkedid:
+                self._root_up(call, ev.at)
+            else:
+                self._answer(call, ev.at, operator_extension(ev.dest_channel))
+        else:
+            call.dial_status = ev.status
+        self._touch(call)
+
+    def _bridged(self, ev: BridgeJoined) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        members = call.bridges.setdefault(ev.bridge, [])
+        members.append(ev.channel)
+        if ev.members >= 2 and call.answered_at is None:
+            self._answer(call, ev.at, self._operator_among(call, members))
+        self._touch(call)
+
+    def _operator_among(self, call: Call, channels: Iterable[str]) -> str | None:
+        root_side = _side(call.root_channel) if call.root_channel else None
+        for channel in channels:
+            if _side(channel) != root_side:
+                found = operator_extension(channel)
+                if found is not None:
+                    return found
+        return None
+
+    def _answer(self, call: Call, at: float, operator: str | None) -> None:
+        if call.answered_at is None:
+            operator_first = call.root_is_operator and call.root_up_at is not None
+            call.answered_at = call.root_up_at if operator_first else at
+            call.ready = True
+        if call.operator is None:
+            if call.direction is Direction.INBOUND:
+                call.operator = operator
+            elif call.root_is_operator:
+                call.operator = operator_extension(call.root_channel)
+
+    def _queue_joined(self, ev: QueueJoined) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        call.queue = ev.queue or call.queue
+        call.ready = True
+        self._touch(call)
+
+    def _queue_abandoned(self, ev: QueueAbandoned) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        call.queue = ev.queue or call.queue
+        call.hold_seconds = ev.hold_seconds
+        call.abandoned = True
+        self._touch(call)
+
+    def _agent_connected(self, ev: AgentConnected) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        call.queue = ev.queue or call.queue
+        call.hold_seconds = ev.hold_seconds
+        operator = _member_extension(ev.interface, ev.member)
+        self._answer(call, ev.at, operator)
+        if operator is not None:
+            # the queue says who took it; a Dial seen first may have named a Local channel's end
+            call.operator = operator
+        self._touch(call)
+
+    def _agent_completed(self, ev: AgentCompleted) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        call.agent_talk_seconds = ev.talk_seconds
+        if ev.hold_seconds is not None:
+            call.hold_seconds = ev.hold_seconds
+        self._touch(call)
+
+    def _hung_up(self, ev: ChannelHungUp) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        if ev.uniqueid == call.linkedid:
+            call.root_cause = ev.cause
+        if ev.cause and not call.first_cause:
+            call.first_cause = ev.cause
+        call.live.pop(ev.uniqueid, None)
+        call.gone.add(ev.uniqueid)
+        if not call.live:
+            self._end(call, ev.at)
+        self._touch(call)
+
+    def _user_event(self, ev: UserEventReceived) -> None:
+        if ev.name != "EmergencyButton":
+            return
+        press = ButtonPress(
+            at=ev.at,
+            linkedid=ev.linkedid,
+            device=ev.fields.get("Device") or None,
+            button=ev.fields.get("Button", "").strip().upper(),
+            phone=ev.fields.get("Resident-Phone") or None,
+        )
+        call = self.calls.get(ev.linkedid) if ev.linkedid else None
+        if call is None:
+            self.presses.append(press)
+            return
+        call.presses.append(press)
+        call.ready = True
+        self._touch(call)
+
+    def _end(self, call: Call, at: float) -> None:
+        call.ended_at = max(at, call.arrived_at)
+        call.ready = True
+        self.calls.pop(call.linkedid, None)
+        self._ended.add(call.linkedid)
+        self._ended_order.append(call.linkedid)
+        if len(self._ended_order) > REMEMBER_ENDED:
+            self._ended.discard(self._ended_order.popleft())
+
+    # -- re-sync ----------------------------------------------------------------------------
+
+    def begin_resync(self) -> None:
+        """From now until `finish_resync`, events of calls we do not know wait for the snapshot."""
+        self._syncing = True
+        self._sync_mark = self._seq
+
+    def finish_resync(self, channels: Sequence[ChannelSnapshot], now: float) -> None:
+        """Reconcile with every channel Asterisk has now; then replay the events that waited."""
+        groups: dict[str, list[ChannelSnapshot]] = {}
+        for snapshot in channels:
+            groups.setdefault(snapshot.linkedid, []).append(snapshot)
+        for linkedid, call in list(self.calls.items()):
+            if linkedid not in groups and call.seq <= self._sync_mark:
+                # it ended while the link was down: when, and why, nobody told us
+                call.resynced = True
+                call.cause_known = False
+                self._end(call, now)
+                self._touch(call)
+        for linkedid, snapshots in groups.items():
+            if linkedid in self._ended:
+                continue
+            call = self.calls.get(linkedid) or self._open_from(snapshots, now)
+            present = {s.uniqueid for s in snapshots}
+            for uniqueid, seen in list(call.live.items()):
+                if seen <= self._sync_mark and uniqueid not in present:
+                    del call.live[uniqueid]
+                    call.gone.add(uniqueid)
+            for snapshot in snapshots:
+                if snapshot.uniqueid not in call.gone:
+                    call.live.setdefault(snapshot.uniqueid, self._seq)
+            self._settle(call, snapshots, now)
+            self._touch(call)
+        self._end_resync()
+
+    def abort_resync(self) -> None:
+        """The snapshot could not be had: carry on with what the events say."""
+        self._end_resync()
+
+    def _end_resync(self) -> None:
+        self._syncing = False
+        parked, self._parked = self._parked, []
+        for event in parked:
+            self.apply(event)
+
+    def _open_from(self, snapshots: Sequence[ChannelSnapshot], now: float) -> Call:
+        root = next((s for s in snapshots if s.uniqueid == s.linkedid), None)
+        inbound_at = next((s for s in snapshots if self.rules.inbound(s.exten, s.context)), None)
+        direction = Direction.INBOUND if inbound_at is not None else Direction.OUTBOUND
+        did = None
+        if inbound_at is not None:
+            dids = self.rules.hotline_dids | self.rules.emergency_dids
+            did = next((s.exten for s in snapshots if s.exten in dids), inbound_at.exten)
+        call = Call(
+            linkedid=snapshots[0].linkedid,
+            direction=direction,
+            arrived_at=now - max(s.duration_seconds for s in snapshots),
+            root_channel=root.channel if root else "",
+            did=did,
+            emergency=did in self.rules.emergency_dids if did else False,
+            caller=(root or snapshots[0]).caller,
+            called=did if did else next((s.exten for s in snapshots if phone_like(s.exten)), None),
+            ready=True,
+            resynced=True,
+        )
+        self.calls[call.linkedid] = call
+        return call
+
+    def _settle(self, call: Call, snapshots: Sequence[ChannelSnapshot], now: float) -> None:
+        for snapshot in snapshots:
+            if snapshot.application == "Queue" and snapshot.application_data:
+                call.queue = snapshot.application_data.split(",", 1)[0]
+            if snapshot.uniqueid == call.linkedid:
+                call.caller = call.caller or snapshot.caller
+                if snapshot.state == STATE_UP and call.root_up_at is None and call.root_is_operator:
+                    call.root_up_at = now
+        if call.answered_at is not None:
+            return
+        bridges: dict[str, list[str]] = {}
+        for snapshot in snapshots:
+            if snapshot.bridge:
+                bridges.setdefault(snapshot.bridge, []).append(snapshot.channel)
+        for members in bridges.values():
+            if len(members) >= 2:
+                # answered while we were away: the re-sync is the earliest time we can vouch for
+                call.resynced = True
+                self._answer(call, now, self._operator_among(call, members))
+                return
