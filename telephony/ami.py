@@ -124,6 +124,7 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(exc)
+        self.link._lost(self)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -348,6 +349,11 @@ class AmiLink:
             except Exception:
                 # One bad event must not cost the connection (and every call on it).
                 log.exception("Asterisk %s: handling events failed; carrying on", self.config.name)
+
+    def _lost(self, protocol: _Protocol) -> None:
+        # Whoever waits for an answer (the re-sync, a Ping) hears now, not at its timeout.
+        if protocol is self._protocol:
+            self._fail_pending()
 
     def _control(self, message: Response | ListItem | ListComplete) -> None:
         if isinstance(message, Response):

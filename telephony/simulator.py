@@ -136,7 +136,9 @@ class Raw:
 
 @dataclass(frozen=True)
 class AwaitAction:
-    """Wait for the client to send this action; from then on `recorded_id` reads as the client's ActionID."""
+    """Wait until the client has sent this action in this session. With `recorded_id` the script
+    answers it (the recording's answer follows), and `recorded_id` reads as the client's ActionID
+    from then on; without, the peer answers it as usual (a test waiting for the re-sync)."""
 
     action: str
     recorded_id: str | None = None
@@ -366,6 +368,8 @@ class AmiPeer:
         self.queue = queue
         self.members = tuple(members)
         self.originate = originate
+        # actions read and never answered (an Asterisk that stopped answering Pings)
+        self.mute: set[str] = set()
         self.channels = Channels()
         self.answers: dict[str, list[bytes]] = {}
         self.received: list[dict[str, str]] = []
@@ -389,6 +393,11 @@ class AmiPeer:
         self._steps.extend(steps)
         self._notify()
 
+    def offline(self, frames: Iterable[bytes]) -> None:
+        """Things that happen at Asterisk while no client is connected (seen only by a re-sync)."""
+        for frame in frames:
+            self.channels.apply(frame)
+
     @property
     def idle(self) -> bool:
         """Every step played (to a logged-in client)."""
@@ -408,7 +417,10 @@ class AmiPeer:
 
     def holds(self, action: str) -> bool:
         """Whether the script still waits for the client to send `action`."""
-        return any(isinstance(step, AwaitAction) and step.action == action for step in self._steps)
+        return any(
+            isinstance(step, AwaitAction) and step.action == action and step.recorded_id
+            for step in self._steps
+        )
 
     # -- server ----------------------------------------------------------------------------------
 
@@ -457,6 +469,7 @@ class _Session:
         self.ids: dict[bytes, bytes] = {}
         # ActionIDs of the client's actions that the script answers (an Originate recorded mid-call)
         self.held: dict[str, deque[str]] = {}
+        self.seen: set[str] = set()
         self.awaiting: str | None = None
         self.busy = False
         self._player: asyncio.Task[None] | None = None
@@ -510,7 +523,11 @@ class _Session:
         peer.received.append(action)
         name = action.get("Action", "")
         action_id = action.get("ActionID", "")
+        self.seen.add(name)
+        self._action.set()
         peer._notify()
+        if name in peer.mute:
+            return
         if name == self.awaiting or peer.holds(name):
             # the script answers it, from the recording, when it gets there
             self.held.setdefault(name, deque()).append(action_id)
@@ -639,6 +656,11 @@ class _Session:
         await self.writer.drain()
 
     async def _await(self, step: AwaitAction) -> None:
+        if not step.recorded_id:
+            while step.action not in self.seen:
+                self._action.clear()
+                await self._action.wait()
+            return
         self.awaiting = step.action
         try:
             while not self.held.get(step.action):

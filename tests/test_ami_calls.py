@@ -119,3 +119,108 @@ async def test_answered_queue_call_from_a_resident(runtime: Runtime, peer: AmiPe
     kinds = [e.kind for e in events.seen if e.kind.startswith("call.")]
     assert kinds == ["call.ringing", "call.from_resident", "call.answered", "call.ended"]
     await events.subscription.close()
+
+
+async def test_abandoned_call_from_a_landline(runtime: Runtime, peer: AmiPeer) -> None:
+    async with runtime.pool.acquire() as conn:
+        ids = await registry(conn)
+    await play(runtime, peer, "02-abandoned-in-queue", stamped=True)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+    # 04716912345 as Asterisk gives it, +864716912345 as the registry keeps it
+    assert call["caller_number"] == LANDLINE
+    assert call["resident_id"] == ids["landline"]
+    assert call["disposition"] == "abandoned"
+    assert call["answered_at"] is None
+    assert call["operator"] is None
+    assert call["wait_seconds"] == 14
+    assert call["talk_seconds"] is None
+    assert call["hangup_cause"] == 16
+
+
+async def test_emergency_button_call_raises_one_sos_alert_for_the_unit(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    async with runtime.pool.acquire() as conn:
+        ids = await registry(conn)
+    events = Events(runtime)
+    await play(runtime, peer, "03-emergency-button-userevent", stamped=True)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+        alerts = await conn.fetch("SELECT * FROM alerts")
+    assert call["did"] == "123491"
+    assert call["emergency"] is True
+    assert call["disposition"] == "answered"
+    assert call["operator"] == "8001"
+    assert (call["wait_seconds"], call["talk_seconds"]) == (2, 9)
+    assert call["device_id"] == ids["device"]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert (alert["kind"], alert["source"], alert["triggers"]) == ("sos", "call", 1)
+    assert alert["device_id"] == ids["device"]
+    assert alert["resident_id"] == ids["unit_owner"]
+    assert alert["context"]["device"] == "GW-0001"
+    assert call["alert_id"] == alert["id"]
+    assert alert["context_id"] == call["context_id"]
+    raised = await events.until("alert.raised")
+    ringing = await events.until("call.ringing")
+    # the alert is raised in the transaction that first writes the call, before anyone hears it ring
+    assert events.seen.index(raised[0]) < events.seen.index(ringing[0])
+    await events.subscription.close()
+
+
+async def test_emergency_call_from_an_unknown_line_still_raises_an_alert(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    """Variation of 03: nobody is registered (no resident, no unit GW-0001)."""
+    await play(runtime, peer, "03-emergency-button-userevent", stamped=False)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+        alerts = await conn.fetch("SELECT * FROM alerts")
+    assert call["party"] == "unknown"
+    assert len(alerts) == 1
+    assert alerts[0]["resident_id"] is None
+    assert alerts[0]["context"]["device"] == "GW-0001"
+
+
+async def test_replayed_all_at_once_the_queue_figures_still_give_wait_and_talk(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    """01 without timestamps and all at once: every event is read in the same instant, so the
+    times are that instant; Asterisk's HoldTime and TalkTime still say 3 s and 16 s."""
+    await play(runtime, peer, "01-inbound-queue-answered", stamped=False)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+    assert call["disposition"] == "answered"
+    assert (call["wait_seconds"], call["talk_seconds"]) == (3, 16)
+    assert call["party"] == "unknown"
+    assert call["arrived_at"] <= call["answered_at"] <= call["ended_at"]
+
+
+async def test_two_servers_at_once_keep_their_calls_apart(runtime: Runtime) -> None:
+    """Variation: the same recording played by two Asterisks: the same Linkedid on each is two calls."""
+    peers = [AmiPeer(username=USERNAME, secret=SECRET) for _ in range(2)]
+    for peer in peers:
+        await peer.start()
+        peer.play(replay(recording("01-inbound-queue-answered")))
+    peers[1].play(replay(recording("02-abandoned-in-queue")))
+    time = ManualTime()
+    try:
+        async with (
+            serving(runtime, asterisk_config(peers[0].port, "pbx-a"), time) as a,
+            serving(runtime, asterisk_config(peers[1].port, "pbx-b"), time, metrics=a.metrics) as b,
+        ):
+            await up(a)
+            await up(b)
+            await drained(peers[0], a)
+            await drained(peers[1], b)
+    finally:
+        for peer in peers:
+            await peer.stop()
+    async with runtime.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT server, linkedid, disposition FROM calls ORDER BY server, linkedid")
+    assert [tuple(r) for r in rows] == [
+        ("pbx-a", "1795393745.0", "answered"),
+        ("pbx-b", "1795393745.0", "answered"),
+        ("pbx-b", "1795393768.4", "abandoned"),
+    ]
