@@ -100,9 +100,11 @@ async def db_dsn(pg_admin_dsn: str, template_dsn: str) -> AsyncIterator[str]:
 def config(db_dsn: str, tmp_path: Path) -> Config:
     """The repo's config.toml, pointed at this test's database and any free port."""
     base = load_config(environ={})
+    # Every listening port is "any free one": tests run beside each other and beside a real serve.
     return dataclasses.replace(
         base,
         server=dataclasses.replace(base.server, port=0),
+        alarms=dataclasses.replace(base.alarms, dc09_port=0),
         database=dataclasses.replace(base.database, url=db_dsn, pool_min=1, pool_max=5),
     )
 

@@ -63,6 +63,7 @@ def live(pg_admin_dsn: str, template_dsn: str) -> Iterator[tuple[str, str]]:
     env |= {
         "CARELINE_DATABASE_URL": with_database(pg_admin_dsn, name),
         "CARELINE_SERVER_PORT": str(port),
+        "CARELINE_ALARMS_DC09_PORT": "0",
         "CARELINE_DEMO_RESIDENTS": "200",
         "CARELINE_DEMO_DEVICES": "50",
         "CARELINE_DEMO_PROVIDERS": "20",

@@ -62,6 +62,7 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         CARELINE_DATABASE_EMBEDDED_DIR=str(tmp_path / "pgdata"),
         CARELINE_SERVER_PORT=str(free_port()),
+        CARELINE_ALARMS_DC09_PORT="0",
         CARELINE_LOGGING_LEVEL="INFO",
     )
     return env

@@ -61,6 +61,7 @@ async def test_kill_9_loses_no_deadline_and_fires_none_twice(pool: asyncpg.Pool,
     env |= {
         "CARELINE_DATABASE_URL": db_dsn,
         "CARELINE_SERVER_PORT": str(port),
+        "CARELINE_ALARMS_DC09_PORT": "0",
         # short rungs so the test waits seconds, not minutes
         "CARELINE_ALERTS_ACK_SUPERVISOR_SECONDS": "3",
         "CARELINE_ALERTS_ACK_ALL_OPERATORS_SECONDS": "4",
