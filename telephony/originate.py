@@ -481,10 +481,10 @@ class Originator:
                         contact_id, operator, subject_type, subject_id, requested_by, context_id, created_at,
                         timeout_at, state, result, reason, finished_at)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            CASE WHEN $16 THEN 'pending' ELSE 'finished' END,
-                            CASE WHEN $16 THEN NULL ELSE 'failed' END,
-                            CASE WHEN $16 THEN '' ELSE 'no Asterisk link was up' END,
-                            CASE WHEN $16 THEN NULL ELSE $14 END)
+                            CASE WHEN $16::bool THEN 'pending' ELSE 'finished' END,
+                            CASE WHEN $16::bool THEN NULL ELSE 'failed' END,
+                            CASE WHEN $16::bool THEN '' ELSE 'no Asterisk link was up' END,
+                            CASE WHEN $16::bool THEN NULL ELSE $14::timestamptz END)
                     RETURNING {COLUMNS}""",
                 attempt_id,
                 purpose.value,

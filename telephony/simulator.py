@@ -193,7 +193,7 @@ def replay(recording: Recording, *, stamped: bool = False, frames: Sequence[byte
             if name not in AWAITED_ACTIONS:
                 script.answers.setdefault(name, []).append(frame)
                 continue
-            if "Response" in headers:
+            if frame.startswith(b"Response:"):  # not OriginateResponse, an event that also says Response
                 flush()
                 script.steps.append(AwaitAction(name, headers["ActionID"]))
         current.append(stamp(frame, base + last) if stamped else frame)
