@@ -1,0 +1,296 @@
+"""Call tracking as a pure function: recorded frames through the codec and the tracker, no sockets.
+
+Besides the recordings as they are, each recording is also read with its channels renamed to
+other technologies (a PJSIP trunk and PJSIP phones; a DAHDI line and SIP phones): the tracker
+must not depend on Local channels.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telephony.ami_codec import FrameReader, encode_action
+from telephony.ami_events import CallEvent, ChannelSnapshot, OriginateResult
+from telephony.calls import (
+    Call,
+    CallRules,
+    CallTracker,
+    Direction,
+    Disposition,
+    operator_extension,
+    resource_of,
+)
+from telephony.simulator import CallFactory, interleave, stamp
+from tests.ami_peer import recording
+
+RULES = CallRules(frozenset({"12349"}), frozenset({"123491"}), frozenset({"from-resident"}))
+
+
+def track(
+    data: bytes, *, chunk: int = 4096, received: float = 1000.0
+) -> tuple[list[Call], CallTracker, FrameReader]:
+    reader = FrameReader()
+    tracker = CallTracker(RULES)
+    ended: dict[str, Call] = {}
+    for start in range(0, len(data), chunk):
+        for message in reader.feed(data[start : start + chunk], received):
+            if isinstance(message, OriginateResult):
+                tracker.link_attempt(message.action_id, uniqueid=message.uniqueid, channel=message.channel)
+            elif isinstance(message, CallEvent):
+                tracker.apply(message)
+        for call in tracker.take_changed():
+            if call.ended_at is not None:
+                ended[call.linkedid] = call
+    return list(ended.values()), tracker, reader
+
+
+def stream(frames: Sequence[bytes]) -> bytes:
+    return b"Asterisk Call Manager/9.0.0\r\n" + b"".join(f + b"\r\n\r\n" for f in frames)
+
+
+def stamped(name: str) -> list[bytes]:
+    rec = recording(name)
+    return [stamp(f, rec.connected_epoch + t) for f, t in zip(rec.frames, rec.times, strict=True)]
+
+
+def pjsip(frame: bytes) -> bytes:
+    """Local channels as a PJSIP trunk and PJSIP phones would name them."""
+    frame = re.sub(
+        rb"Local/\d+@(?:from-resident|outbound|pstn)-([0-9a-f]{8});([12])", rb"PJSIP/trunk-\1\2", frame
+    )
+    frame = re.sub(rb"Local/(\d+)@operators-([0-9a-f]{8});[12]", rb"PJSIP/\1-\2", frame)
+    return re.sub(rb"Local/(\d+)@operators", rb"PJSIP/\1", frame)
+
+
+def dahdi_sip(frame: bytes) -> bytes:
+    """The caller on a DAHDI line, the operators on chan_sip phones."""
+    frame = re.sub(rb"Local/\d+@from-resident-([0-9a-f]{8});([12])", rb"DAHDI/i1/line\2-\1", frame)
+    frame = re.sub(rb"Local/(\d+)@operators-([0-9a-f]{8});[12]", rb"SIP/\1-\2", frame)
+    return re.sub(rb"Local/(\d+)@operators", rb"SIP/\1", frame)
+
+
+# name: direction, disposition, operator, wait, talk, cause, far number
+OUTCOMES = {
+    "01-inbound-queue-answered": ("inbound", "answered", "8001", 3, 16, 16, "13800138000"),
+    "02-abandoned-in-queue": ("inbound", "abandoned", None, 14, None, 16, "04716912345"),
+    "03-emergency-button-userevent": ("inbound", "answered", "8001", 2, 9, 16, "13900139000"),
+    "04-outbound-callback-answered": ("outbound", "answered", "8001", 3, 14, 16, "13800138000"),
+    "05-originate-failed-busy": ("outbound", "busy", None, 0, None, 17, "13700137000"),
+    "06-originate-failed-no-answer": ("outbound", "no_answer", None, 15, None, 19, "13600136000"),
+    "08-care-call-ivr-dtmf-userevent": ("outbound", "answered", None, 3, 4, 16, "13800138001"),
+}
+
+
+@pytest.mark.parametrize("rename", [None, pjsip, dahdi_sip], ids=["local", "pjsip", "dahdi-sip"])
+@pytest.mark.parametrize("name", sorted(OUTCOMES))
+def test_each_recording_ends_as_one_call(name: str, rename: Callable[[bytes], bytes] | None) -> None:
+    frames = stamped(name)
+    if rename is not None:
+        frames = [rename(f) for f in frames]
+    for chunk in (1, 97, 65536):
+        ended, tracker, reader = track(stream(frames), chunk=chunk)
+        assert reader.skipped == 0
+        assert tracker.calls == {}
+        assert len(ended) == 1
+        call = ended[0]
+        got = (
+            call.direction.value,
+            call.disposition.value if call.disposition else None,
+            call.operator,
+            call.wait_seconds,
+            call.talk_seconds,
+            call.hangup_cause,
+            call.far_number,
+        )
+        assert got == OUTCOMES[name]
+
+
+def test_callbacks_and_care_calls_are_tied_to_their_originate() -> None:
+    for name, action_id in [
+        ("04-outbound-callback-answered", "callback-0004"),
+        ("05-originate-failed-busy", "carecall-0005"),
+        ("08-care-call-ivr-dtmf-userevent", "carecall-0008"),
+    ]:
+        (call,), _, _ = track(stream(recording(name).frames))
+        assert call.attempt == action_id
+
+
+def test_emergency_call_carries_the_button_press() -> None:
+    (call,), _, _ = track(stream(recording("03-emergency-button-userevent").frames))
+    assert call.emergency
+    assert call.did == "123491"
+    assert [(p.device, p.button, p.phone) for p in call.presses] == [("GW-0001", "SOS", "13900139000")]
+
+
+def test_direct_dial_without_a_queue_is_answered_by_the_phone_that_answered() -> None:
+    """Variation of 01: no queue events at all (a dialplan that Dials the operator's phone)."""
+    queue_events = (b"Event: QueueCaller", b"Event: Agent")
+    frames = [f for f in stamped("01-inbound-queue-answered") if not f.startswith(queue_events)]
+    (call,), _, _ = track(stream(frames))
+    assert call.disposition is Disposition.ANSWERED
+    assert call.queue is None
+    assert call.operator == "8001"
+    assert (call.wait_seconds, call.talk_seconds) == (3, 16)  # from the recorded times
+
+
+def test_congested_trunk_is_a_failed_call() -> None:
+    """Variation of 05: the trunk reports congestion (DialStatus CONGESTION, cause 34)."""
+    frames = [
+        f.replace(b"DialStatus: BUSY", b"DialStatus: CONGESTION").replace(b"Cause: 17", b"Cause: 34")
+        for f in recording("05-originate-failed-busy").frames
+    ]
+    (call,), _, _ = track(stream(frames))
+    assert call.disposition is Disposition.FAILED
+    assert call.hangup_cause == 34
+
+
+def test_withheld_number_is_an_unknown_caller_that_still_rings() -> None:
+    """Variation of 02: the caller's number is withheld (CallerIDNum <unknown> throughout)."""
+    frames = [f.replace(b"04716912345", b"<unknown>") for f in recording("02-abandoned-in-queue").frames]
+    (call,), _, _ = track(stream(frames))
+    assert call.caller is None
+    assert call.ready
+    assert call.disposition is Disposition.ABANDONED
+
+
+def test_resync_opens_what_is_live_and_closes_what_is_gone() -> None:
+    tracker = CallTracker(RULES)
+    frames = recording("01-inbound-queue-answered").frames
+    reader = FrameReader()
+    for message in reader.feed(stream(frames[:12]), 100.0):
+        if isinstance(message, CallEvent):
+            tracker.apply(message)
+    tracker.take_changed()
+    assert set(tracker.calls) == {"1795393745.0"}
+    snapshot = ChannelSnapshot(
+        "r1",
+        "77.1",
+        "77.1",
+        "PJSIP/trunk-00000009",
+        "13800138000",
+        "12349",
+        "from-trunk",
+        6,
+        "b1",
+        "Queue",
+        "hotline,r,,,180",
+        65,
+    )
+    operator = ChannelSnapshot(
+        "r1", "77.1", "77.2", "PJSIP/8002-0000000a", "13800138000", "8002", "operators", 6, "b1", "", "", 40
+    )
+    tracker.begin_resync()
+    tracker.finish_resync([snapshot, operator], 200.0)
+    changed = {c.linkedid: c for c in tracker.take_changed()}
+    gone, live = changed["1795393745.0"], changed["77.1"]
+    assert gone.ended_at == 200.0
+    assert gone.hangup_cause is None
+    assert live.direction is Direction.INBOUND
+    assert live.arrived_at == 135.0
+    assert (live.queue, live.operator, live.answered_at, live.resynced) == ("hotline", "8002", 200.0, True)
+
+
+def test_synthetic_calls_are_tracked_like_recorded_ones() -> None:
+    factory = CallFactory(epoch=1_795_400_000)
+    calls = [
+        factory.inbound("13800138000", answered_by="8002", ring_seconds=5, talk_seconds=30),
+        factory.inbound("04716912345", answered_by=None, ring_seconds=12),
+        factory.inbound("13900139000", did="123491", button="GW-0001"),
+    ]
+    merged = interleave(calls, [0.0, 1.0, 2.0])
+    ended, _tracker, reader = track(stream([f for _, f in merged]))
+    assert reader.skipped == 0
+    outcomes = sorted((c.caller, c.disposition, c.operator, c.wait_seconds, c.talk_seconds) for c in ended)
+    assert outcomes == [
+        ("04716912345", Disposition.ABANDONED, None, 12, None),
+        ("13800138000", Disposition.ANSWERED, "8002", 5, 30),
+        ("13900139000", Disposition.ANSWERED, "8001", 3, 16),
+    ]
+    assert next(c for c in ended if c.caller == "13900139000").emergency
+
+
+@pytest.mark.parametrize(
+    ("channel", "resource", "extension"),
+    [
+        ("PJSIP/8001-0000001a", "8001", "8001"),
+        ("Local/8001@operators-00000001;1", "8001", "8001"),
+        ("PJSIP/8001", "8001", "8001"),
+        ("SIP/wang-fang-0000000b", "wang-fang", None),
+        ("PJSIP/trunk-00000003", "trunk", None),
+        ("Local/13700137000@outbound-00000009;1", "13700137000", None),
+        ("DAHDI/i1/13800138000-1", "i1/13800138000-1", None),
+    ],
+)
+def test_operator_extension_of_a_channel(channel: str, resource: str, extension: str | None) -> None:
+    assert resource_of(channel) == resource
+    assert operator_extension(channel) == extension
+
+
+def test_an_action_value_cannot_forge_headers() -> None:
+    assert encode_action({"Action": "Ping", "ActionID": "a-1"}) == b"Action: Ping\r\nActionID: a-1\r\n\r\n"
+    with pytest.raises(ValueError, match="line break"):
+        encode_action({"Action": "Originate", "Exten": "123\r\nAction: Logoff"})
+
+
+_VOCABULARY = [
+    b"Event: Newchannel",
+    b"Event: Hangup",
+    b"Event: DialEnd",
+    b"Event: BridgeEnter",
+    b"Event: AgentConnect",
+    b"Event: UserEvent",
+    b"Event: CoreShowChannel",
+    b"Event: OriginateResponse",
+    b"Response: Success",
+    b"Linkedid: 1.1",
+    b"Uniqueid: 1.1",
+    b"Uniqueid: 1.2",
+    b"DestUniqueid: 1.2",
+    b"ChannelState: 6",
+    b"ChannelState: x",
+    b"BridgeNumChannels: 2",
+    b"BridgeUniqueid: b",
+    b"Cause: 17",
+    b"HoldTime: -5",
+    b"Timestamp: nan",
+    b"Timestamp: 1e400",
+    b"Duration: 1:2",
+    b"ActionID: careline-pbx1-2",
+    b"UserEvent: EmergencyButton",
+    "Channel: PJSIP/王".encode(),
+    b"\xff\xfe",
+    b"Key:",
+    b"",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    lines=st.lists(st.lists(st.sampled_from(_VOCABULARY), max_size=8), max_size=30),
+    noise=st.binary(max_size=200),
+    recorded=st.integers(min_value=0, max_value=200),
+    chunk=st.integers(min_value=1, max_value=300),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_nothing_from_the_wire_raises(
+    lines: list[list[bytes]], noise: bytes, recorded: int, chunk: int, seed: int
+) -> None:
+    """Made-up frames, random bytes and a shuffled piece of a recording, cut anywhere."""
+    frames = [b"\r\n".join(frame) for frame in lines]
+    piece = list(recording("01-inbound-queue-answered").frames[:recorded])
+    random.Random(seed).shuffle(piece)
+    data = stream([*frames, noise, *piece, *frames])
+    ended, tracker, _ = track(data, chunk=chunk)
+    tracker.begin_resync()
+    tracker.finish_resync([], 2000.0)
+    for call in [*ended, *tracker.take_changed()]:
+        if call.ended_at is not None:
+            assert call.disposition is not None
+            assert call.wait_seconds is not None
+            assert call.wait_seconds >= 0
