@@ -82,6 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     alarms.add_argument(
         "--key", default="", help="integration key for http (secret: CARELINE_INTEGRATION_SECRET)"
     )
+    pbx = simulate_sub.add_parser(
+        "pbx", help="a stand-in Asterisk: plays recorded or made-up calls to a Careline that connects"
+    )
+    pbx.add_argument("--host", default="127.0.0.1")
+    pbx.add_argument("--port", type=int, default=5038)
+    pbx.add_argument(
+        "--username", default="careline", help="the login it accepts (secret: CARELINE_AMI_SECRET)"
+    )
+    pbx.add_argument(
+        "--replay", action="append", default=[], type=Path, help="a recording to play (PATH without .ami)"
+    )
+    pbx.add_argument("--calls", type=int, default=0, help="made-up calls to play (0: for ever)")
+    pbx.add_argument("--rate", type=float, default=6.0, help="made-up calls starting a minute")
+    pbx.add_argument(
+        "--speed", type=float, default=1.0, help="1: real pace; 10: ten times faster; 0: all at once"
+    )
+    pbx.add_argument("--numbers", type=int, default=500, help="demo residents' phones to call from")
     return parser
 
 
@@ -194,6 +211,31 @@ async def _simulate_alarms(config: Config, args: argparse.Namespace) -> None:
     print(report.describe())
 
 
+async def _simulate_pbx(config: Config, args: argparse.Namespace) -> None:
+    from telephony.sim_calls import SAMPLE_NUMBERS, demo_numbers
+    from telephony.simulator import PbxOptions, run_pbx
+
+    numbers: list[str] = []
+    if not args.replay:
+        try:
+            async with _database(config) as runtime, runtime.pool.acquire() as conn:
+                numbers = await demo_numbers(conn, runtime.phones, args.numbers)
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"no database ({type(exc).__name__}): calls come from sample numbers")
+        numbers = numbers or list(SAMPLE_NUMBERS)
+    options = PbxOptions(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        secret=os.environ.get("CARELINE_AMI_SECRET", "careline"),
+        recordings=tuple(args.replay),
+        calls=args.calls,
+        rate_per_minute=args.rate,
+        speed=args.speed or None,
+    )
+    await run_pbx(options, numbers)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -216,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_user_add(config, args))
             case "integration":
                 asyncio.run(_integration_add(config, args.name))
+            case "simulate" if args.simulate_command == "pbx":
+                asyncio.run(_simulate_pbx(config, args))
             case "simulate":
                 asyncio.run(_simulate_alarms(config, args))
     except CommandError as exc:

@@ -26,7 +26,8 @@ from telephony.calls import (
     operator_extension,
     resource_of,
 )
-from telephony.simulator import CallFactory, interleave, stamp
+from telephony.sim_calls import CallFactory, interleave
+from telephony.simulator import stamp
 from tests.ami_peer import recording
 
 RULES = CallRules(frozenset({"12349"}), frozenset({"123491"}), frozenset({"from-resident"}))
