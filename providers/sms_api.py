@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from dispatch.api.auth import current_user
+from dispatch.api.bodies import json_object
 from dispatch.api.errors import ApiError, bad_request, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.openapi import error_response
@@ -97,12 +97,7 @@ async def outbox_reply(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.config.sms.twilio_enabled:
         raise ApiError(409, "not_outbox", "SMS goes through Twilio here; replies come from real phones")
-    try:
-        payload = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("body", "expected a JSON object") from None
-    if not isinstance(payload, dict):
-        raise bad_request("body", "expected a JSON object")
+    payload = await json_object(request, empty_ok=False)
     sender, text = payload.get("from"), payload.get("body")
     if not isinstance(sender, str) or not sender.strip():
         raise bad_request("from", "expected the sender's phone number")

@@ -181,3 +181,14 @@ async def test_notices_are_listed_and_acknowledged_once(
     assert everything["total"] == 2
     assert everything["items"][-1]["acknowledged_at"] is not None
     assert (await call(http, "POST", "/api/v1/notices/99999/acknowledge"))[0] == 404
+
+
+async def test_a_body_nested_too_deep_is_a_400(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]],
+) -> None:
+    http, _, _ = api
+    deep = "[" * 100_000 + "]" * 100_000
+    headers = {"Content-Type": "application/json"}
+    async with http.post("/api/v1/alerts", data=deep, headers=headers) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["field"] == "body"

@@ -26,19 +26,14 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from dispatch.api import health, openapi
+from dispatch.api.app import openapi_parts
 from dispatch.api.openapi import document
 from dispatch.service import api_modules
 from tests.helpers import free_port, with_database
 
 
 def assembled_document() -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
-    for module in (health, openapi, *api_modules()):
-        paths.update(getattr(module, "OPENAPI", {}))
-        schemas.update(getattr(module, "SCHEMAS", {}))
-    return document(paths, schemas)
+    return document(*openapi_parts(api_modules()))
 
 
 schema = schemathesis.openapi.from_dict(assembled_document())

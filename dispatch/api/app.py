@@ -72,11 +72,19 @@ def build_app(
     )
     app[RUNTIME] = runtime
     app[COMPONENTS] = list(components)
+    for module in (health, openapi, *modules):
+        app.router.add_routes(module.routes)
+    paths, schemas = openapi_parts(modules)
+    app[OPENAPI_PATHS] = {"paths": paths, "schemas": schemas}
+    return app
+
+
+def openapi_parts(modules: Sequence[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Paths and schemas from every module; two modules may declare different methods of one path."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for module in (health, openapi, *modules):
-        app.router.add_routes(module.routes)
-        paths.update(getattr(module, "OPENAPI", {}))
+        for path, operations in getattr(module, "OPENAPI", {}).items():
+            paths.setdefault(path, {}).update(operations)
         schemas.update(getattr(module, "SCHEMAS", {}))
-    app[OPENAPI_PATHS] = {"paths": paths, "schemas": schemas}
-    return app
+    return paths, schemas

@@ -18,13 +18,17 @@ MAX_TEXT = 2000
 async def json_object(request: web.Request, *, empty_ok: bool = True) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` when the action needs no fields."""
     raw = await request.read()
-    if not raw.strip():
-        if empty_ok:
-            return {}
-        raise bad_request("body", "expected a JSON object")
+    if not raw.strip() and empty_ok:
+        return {}
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object from raw bytes (signed requests parse what they verified), or a 400."""
     try:
         payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested thousands deep is an attack or a bug, not a request.
         raise bad_request("body", "expected a JSON object") from None
     if not isinstance(payload, dict):
         raise bad_request("body", "expected a JSON object")

@@ -23,6 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from dispatch.api.auth import current_user
+from dispatch.api.bodies import parse_json_object
 from dispatch.api.errors import ApiError, bad_request, ok
 from dispatch.api.keys import ALERT_DESK, RUNTIME
 from dispatch.api.openapi import error_response
@@ -161,12 +162,7 @@ async def _take(request: web.Request, message: Message) -> web.Response:
 @routes.post("/api/v1/alarms")
 async def post_alarm(request: web.Request) -> web.Response:
     integration, raw = await _signed(request)
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("body", "expected a JSON object") from None
-    if not isinstance(body, dict):
-        raise bad_request("body", "expected a JSON object")
+    body = parse_json_object(raw)
     event_id, cloud_id, alarm, battery = cloud_alarm(body)
     runtime = request.app[RUNTIME]
     # The digest is of the parsed body, so a retry re-serialised by another JSON library still matches.
