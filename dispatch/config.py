@@ -292,6 +292,41 @@ class AlarmsConfig:
 
 
 @dataclass(frozen=True)
+class OrdersConfig:
+    # How long a provider has to answer an offer before it goes to the next candidate.
+    offer_seconds: float = setting(600.0, number(1, 86400))
+    # Urgent items are offered to this many providers at once; the first to accept wins.
+    urgent_fanout: int = setting(3, integer(1, 20))
+    # Nobody checked in this long after the window started → a late-visit notice.
+    late_visit_grace_seconds: float = setting(900.0, number(0, 86400))
+    # The provider is reminded this long before the window starts.
+    reminder_seconds_before: float = setting(3600.0, number(0, 86400))
+    # How long after the window ends a provider's job code still takes replies (a late check-out).
+    job_hours_after_window: float = setting(12.0, number(1, 168))
+    # A service-button order asks for a visit within this long after the press.
+    button_window_seconds: float = setting(7200.0, number(600, 86400))
+    # The matching score (dispatch/matching.py): weights of its parts, each part 0-1.
+    weight_distance: float = setting(0.35, number(0, 100))
+    weight_rating: float = setting(0.20, number(0, 100))
+    weight_acceptance: float = setting(0.15, number(0, 100))
+    weight_load: float = setting(0.10, number(0, 100))
+    weight_fairness: float = setting(0.20, number(0, 100))
+    # The distance at which the distance part is worth half of a provider next door.
+    distance_half_km: float = setting(5.0, number(0.1, 1000))
+
+    def __post_init__(self) -> None:
+        weights = (
+            self.weight_distance,
+            self.weight_rating,
+            self.weight_acceptance,
+            self.weight_load,
+            self.weight_fairness,
+        )
+        if sum(weights) <= 0:
+            raise ConfigError("orders.weight_distance: at least one score weight must be above 0")
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = setting(12349, integer(0, 2**31 - 1))
     residents: int = setting(5000, integer(0, 2_000_000))
@@ -348,6 +383,7 @@ class Config:
     locale: LocaleConfig = field(default_factory=LocaleConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)

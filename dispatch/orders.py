@@ -74,6 +74,16 @@ class IllegalTransition(OrderError):
         self.order_id, self.action, self.current = order_id, action, current
 
 
+class InvalidOrder(OrderError):
+    """A field of an order or action that cannot be used; `field` names it."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Order:
     id: int

@@ -21,6 +21,9 @@ from dispatch.components import Component, Database, Health
 from dispatch.config import Config
 from dispatch.deadlines import DeadlineHandlers, DeadlineRunner
 from dispatch.escalation import register_escalation
+from dispatch.order_deadlines import register_order_deadlines
+from dispatch.order_desk import OrderDesk
+from dispatch.order_replies import register_order_replies
 from dispatch.runtime import Runtime
 from providers.outbox import SmsWorker
 from providers.sms import make_sender
@@ -98,6 +101,7 @@ class Service:
         self.desk: AlertDesk | None = None
         self.dc09: Dc09Server | None = None
         self.telephony: Telephony | None = None
+        self.order_desk: OrderDesk | None = None
         self.deadline_handlers = DeadlineHandlers()
 
     async def start(self) -> None:
@@ -114,6 +118,10 @@ class Service:
             self.desk = AlertDesk(self.runtime)
             register_escalation(self.deadline_handlers, self.desk)
             register_alert_replies(self.desk)
+            # The service lane: the same runner fires its offer, reminder and late-visit deadlines.
+            self.order_desk = OrderDesk(self.runtime)
+            register_order_deadlines(self.deadline_handlers, self.order_desk)
+            register_order_replies(self.order_desk)
             # Calls Careline places: a deadline fails one Asterisk never reported on.
             register_call_attempts(self.deadline_handlers)
             deadlines = DeadlineRunner(
