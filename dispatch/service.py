@@ -17,6 +17,7 @@ from dispatch.alert_desk import AlertDesk
 from dispatch.alert_replies import register_alert_replies
 from dispatch.api.app import build_app
 from dispatch.api.keys import ALERT_DESK
+from dispatch.api.orders import ORDER_DESK
 from dispatch.components import Component, Database, Health
 from dispatch.config import Config
 from dispatch.deadlines import DeadlineHandlers, DeadlineRunner
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import alerts, notices, provider_admin, providers, residents, team_admin, teams
+    from dispatch.api import alerts, notices, orders, provider_admin, providers, residents, team_admin, teams
     from providers import job_page, sms_api, webhooks
     from telephony import calls_api
     from telephony.alarms import http_api
@@ -51,6 +52,7 @@ def api_modules() -> list[object]:
         teams,
         team_admin,
         alerts,
+        orders,
         notices,
         sms_api,
         webhooks,
@@ -146,6 +148,7 @@ class Service:
             components.append(sweep)
             self.web = WebServer(self.config, self.runtime, components)
             self.web.app[ALERT_DESK] = self.desk
+            self.web.app[ORDER_DESK] = self.order_desk
             self.web.app[ORIGINATOR] = self.telephony.originator
             components.append(self.web)
             await self._start(self.web)
