@@ -30,7 +30,7 @@ from dispatch.offers import (
     open_offer,
     withdraw_offer,
 )
-from dispatch.order_messages import stand_down, unfilled_notice
+from dispatch.order_messages import StandDown, stand_down, unfilled_notice
 from dispatch.orders import (
     InvalidOrder,
     NewOrder,
@@ -204,7 +204,7 @@ class OrderDesk(VisitDesk):
                 return await self._offer_in(
                     conn, events, order, "re_offer", actor=actor, provider_id=provider_id
                 )
-            await self._take_back(conn, order, actor, now, "已改派", "given to another provider")
+            await self._take_back(conn, order, actor, now, StandDown.WITHDRAWN)
             return await self._offer_in(
                 conn, events, order, "re_offer", actor=actor, provider_id=provider_id, reason=reason
             )
@@ -276,7 +276,7 @@ class OrderDesk(VisitDesk):
             raise InvalidOrder("provider_id", f"provider {provider_id} already has this order's offer")
 
     async def _take_back(
-        self, conn: Conn, order: Order, actor: str, now: dt.datetime, why_zh: str, why_en: str
+        self, conn: Conn, order: Order, actor: str, now: dt.datetime, why: StandDown
     ) -> None:
         """Close every offer of the order still out (pending: cancelled; accepted: taken back)."""
         closing: dict[int, OfferOutcome] = {}
@@ -288,7 +288,7 @@ class OrderDesk(VisitDesk):
                 await withdraw_offer(conn, offer.id, at=now)
                 closing[offer.job_id] = OfferOutcome.ACCEPTED
         closed = await close_offer_jobs(conn, closing, at=now)
-        await stand_down(conn, self.runtime, order, closed, why_zh, why_en)
+        await stand_down(conn, self.runtime, order, closed, why)
         await cancel_deadlines(
             conn, subject_type="order", subject_id=order.id, kinds=(OFFER_EXPIRED, REMINDER), at=now
         )
@@ -344,9 +344,7 @@ class OrderDesk(VisitDesk):
                 await answer_offer(conn, other.id, OfferOutcome.TAKEN_BY_OTHER, actor=actor, at=now)
                 closing[other.job_id] = OfferOutcome.TAKEN_BY_OTHER
         closed = await close_offer_jobs(conn, closing, at=now)
-        await stand_down(
-            conn, self.runtime, moved.order, closed, "已被其他服务商接单", "taken by another provider"
-        )
+        await stand_down(conn, self.runtime, moved.order, closed, StandDown.TAKEN_BY_OTHER)
         await cancel_deadlines(
             conn, subject_type="order", subject_id=order.id, kinds=(OFFER_EXPIRED,), at=now
         )
@@ -388,7 +386,7 @@ class OrderDesk(VisitDesk):
         if await answer_offer(conn, offer.id, OfferOutcome.EXPIRED, actor=SYSTEM, at=now) is None:
             return order
         closed = await close_offer_jobs(conn, {offer.job_id: OfferOutcome.EXPIRED}, at=now)
-        await stand_down(conn, self.runtime, order, closed, "超时未回复", "no answer in time")
+        await stand_down(conn, self.runtime, order, closed, StandDown.EXPIRED)
         events.append(
             await note(
                 conn,
@@ -416,7 +414,7 @@ class OrderDesk(VisitDesk):
             order = await get_order(conn, order_id, for_update=True)
             moved = await transition(conn, order_id, "cancel", actor=actor, at=now, reason=reason)
             events.append(moved.event)
-            await self._take_back(conn, order, actor, now, "工单已取消", "the order was cancelled")
+            await self._take_back(conn, order, actor, now, StandDown.CANCELLED)
             await cancel_deadlines(conn, subject_type="order", subject_id=order_id, at=now)
             return moved.order
 

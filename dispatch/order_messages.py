@@ -9,6 +9,7 @@ never logged.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
@@ -27,20 +28,40 @@ async def _provider_sms(conn: Conn, provider_id: int) -> str:
     return sms_e164
 
 
-async def stand_down(
-    conn: Conn, runtime: Runtime, order: Order, jobs: list[Job], why_zh: str, why_en: str
-) -> None:
+class StandDown(StrEnum):
+    """Why a provider is told not to go."""
+
+    TAKEN_BY_OTHER = "taken_by_other"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    WITHDRAWN = "withdrawn"
+
+
+STAND_DOWN_WHY: dict[StandDown, tuple[str, str]] = {
+    StandDown.TAKEN_BY_OTHER: ("已被其他服务商接单", "taken by another provider"),
+    StandDown.EXPIRED: ("超时未回复", "no answer in time"),
+    StandDown.CANCELLED: ("工单已取消", "the order was cancelled"),
+    StandDown.WITHDRAWN: ("已改派", "given to another provider"),
+}
+
+
+def stand_down_text(code: str, item: str, why: StandDown, language: str) -> str:
+    why_zh, why_en = STAND_DOWN_WHY[why]
+    reason = why_en if is_english(language) else why_zh
+    return cancellation(code=code, item=item, reason=reason, language=language)
+
+
+async def stand_down(conn: Conn, runtime: Runtime, order: Order, jobs: list[Job], why: StandDown) -> None:
     """Tell providers whose jobs were closed (taken by another, cancelled, taken back) not to go."""
     if not jobs:
         return
     language = runtime.config.locale.language
     texts = await offer_texts(conn, runtime, order)
-    why = why_en if is_english(language) else why_zh
     for job in jobs:
         await queue_sms(
             conn,
             await _provider_sms(conn, job.party_id),
-            cancellation(code=job.code, item=texts.item, reason=why, language=language),
+            stand_down_text(job.code, texts.item, why, language),
             purpose=SmsPurpose.CANCELLATION,
             idempotency_key=f"job:{job.id}:cancel",
             context_id=order.context_id,

@@ -17,6 +17,7 @@ from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.offers import JOB_KIND, OfferOutcome, OrderOffer, offer_for_job, offer_texts
 from dispatch.order_desk import OrderDesk
+from dispatch.order_messages import StandDown, stand_down_text
 from dispatch.orders import EvidenceSource, IllegalTransition, Order, OrderError, OrderState, get_order
 from providers.jobs import Job, JobDetails, JobHandlers, JobOutcome, close_job
 from providers.replies import ReplyAction
@@ -35,15 +36,12 @@ STATE_ZH = {
     OrderState.COMPLAINT: "投诉处理中",
 }
 
-# Why an offer is no longer this provider's, as it is told.
-GONE: dict[OfferOutcome, tuple[str, str]] = {
-    OfferOutcome.TAKEN_BY_OTHER: (
-        "已被其他服务商接单，无需上门",
-        "was taken by another provider; no need to go",
-    ),
-    OfferOutcome.EXPIRED: ("已超时，已派给其他服务商", "timed out and went to another provider"),
-    OfferOutcome.CANCELLED: ("已取消，无需上门", "was cancelled; no need to go"),
-    OfferOutcome.DECLINED: ("您已拒绝", "was declined by you"),
+# An offer decided while its provider's reply waited, as that provider is told (the words of the
+# cancellation SMS the others get).
+GONE: dict[OfferOutcome, StandDown] = {
+    OfferOutcome.TAKEN_BY_OTHER: StandDown.TAKEN_BY_OTHER,
+    OfferOutcome.EXPIRED: StandDown.EXPIRED,
+    OfferOutcome.CANCELLED: StandDown.CANCELLED,
 }
 
 
@@ -60,18 +58,20 @@ def register_order_replies(desk: OrderDesk) -> None:
                 f"工单{job.code}无效，请拨12349。", f"Job {job.code} is not valid; call 12349.", ok=False
             )
         code = job.code
-        gone = offer.outcome if offer.outcome is not OfferOutcome.ACCEPTED else None
-        if gone is not None or offer.withdrawn_at is not None:
+        if offer.outcome is OfferOutcome.DECLINED:
+            return JobOutcome(f"工单{code}您已拒绝。", f"You declined job {code}.", ok=False)
+        if not offer.pending and not offer.holds_order:
             # decided while this reply waited for the order: the job follows the offer
+            why = GONE.get(offer.outcome, StandDown.WITHDRAWN) if offer.outcome else StandDown.WITHDRAWN
             await close_job(
-                conn, job.id, reason=(gone or OfferOutcome.ACCEPTED).value, at=desk.runtime.clock()
+                conn, job.id, reason=(offer.outcome or OfferOutcome.ACCEPTED).value, at=desk.runtime.clock()
             )
-            zh, en = (
-                GONE[gone]
-                if gone
-                else ("已改派其他服务商，无需上门", "was given to another provider; no need to go")
+            item = (await offer_texts(conn, desk.runtime, order)).item
+            return JobOutcome(
+                stand_down_text(code, item, why, "zh-CN"),
+                stand_down_text(code, item, why, "en"),
+                ok=False,
             )
-            return JobOutcome(f"工单{code}{zh}。", f"Job {code} {en}.", ok=False)
         if offer.holds_order and order.state not in (OrderState.ACCEPTED, OrderState.IN_SERVICE):
             # the visit was closed another way (an operator's check-out) while this reply waited
             await close_job(conn, job.id, reason=OfferOutcome.ACCEPTED.value, at=desk.runtime.clock())

@@ -216,10 +216,11 @@ async def test_urgent_fanout_racing_accepts_have_one_winner(config: Config, pool
         assert outcomes.pop(winner) == ("accepted", True, None)
         assert set(outcomes.values()) == {("taken_by_other", False, "taken_by_other")}
         assert all(r.outcome in (RouteOutcome.ACTED, RouteOutcome.NO_JOB) for r in results)
-        # every loser was stood down: a cancellation SMS, or the answer to its own reply said so
+        # every loser was stood down in the same words: by a cancellation SMS when its job could be
+        # closed at once, else in the answer to its own reply
         for loser in outcomes:
             texts = [m["body"] for m in await lane.sms_to(phones[loser]) if codes[loser] in m["body"]]
-            assert any("取消" in t or "其他服务商" in t or "不是您进行中的工单" in t for t in texts[1:])
+            assert any("已被其他服务商接单" in t and "无需上门" in t for t in texts[1:])
         assert await lane.pool.fetchval("SELECT count(*) FROM notices WHERE kind LIKE 'sms.%'") == 0
         # the winner finishes the visit so the next round starts from the same capacity
         lane.clock.now = after.window_start
