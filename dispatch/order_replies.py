@@ -19,6 +19,7 @@ from dispatch.offers import JOB_KIND, OfferOutcome, OrderOffer, offer_for_job, o
 from dispatch.order_desk import OrderDesk
 from dispatch.order_messages import StandDown, stand_down_text
 from dispatch.orders import EvidenceSource, IllegalTransition, Order, OrderError, OrderState, get_order
+from dispatch.visit_desk import VisitStep
 from providers.jobs import Job, JobDetails, JobHandlers, JobOutcome, close_job
 from providers.replies import ReplyAction
 from providers.templates import mask_name
@@ -185,11 +186,11 @@ async def _act(
     if not offer.holds_order:
         return f"请先回复 1 {code} 接单。", f"Reply 1 {code} to accept the job first.", False
     if action is ReplyAction.ARRIVED:
-        await desk.check_in_in(conn, events, order, actor, source=_source(actor))
+        await desk.record_visit_in(conn, events, order, VisitStep.CHECK_IN, actor, source=_source(actor))
         return (
             f"已签到（{code}）。服务完成后回复 9 {code}。",
             f"Checked in ({code}). Reply 9 {code} when done.",
             True,
         )
-    await desk.check_out_in(conn, events, order, actor, source=_source(actor))
+    await desk.record_visit_in(conn, events, order, VisitStep.CHECK_OUT, actor, source=_source(actor))
     return f"工单{code}已完成签退，谢谢！", f"Job {code} checked out. Thank you!", True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import TypeVar
 
 from dispatch.config import OrdersConfig
@@ -42,6 +43,13 @@ SYSTEM = "system:orders"
 NOT_STARTED = (OrderState.NEW, OrderState.OFFERED, OrderState.ACCEPTED, OrderState.UNFILLED)
 
 
+class VisitStep(StrEnum):
+    """A step of the visit, named as the order's transition it makes."""
+
+    CHECK_IN = "check_in"
+    CHECK_OUT = "check_out"
+
+
 def _check_rating(rating: int) -> None:
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise InvalidOrder("rating", "expected a whole number from 1 to 5")
@@ -65,9 +73,10 @@ class VisitDesk:
 
     # -- the visit ----------------------------------------------------------------------------
 
-    async def check_in(
+    async def record_visit(
         self,
         order_id: int,
+        step: VisitStep,
         actor: str,
         *,
         source: EvidenceSource,
@@ -76,29 +85,32 @@ class VisitDesk:
     ) -> Order:
         async def work(conn: Conn, events: list[DomainEvent]) -> Order:
             order = await get_order(conn, order_id, for_update=True)
-            return await self.check_in_in(
-                conn, events, order, actor, source=source, at=at, note_text=note_text
+            return await self.record_visit_in(
+                conn, events, order, step, actor, source=source, at=at, note_text=note_text
             )
 
         return await self._run(work)
 
-    async def check_in_in(
+    async def record_visit_in(
         self,
         conn: Conn,
         events: list[DomainEvent],
         order: Order,
+        step: VisitStep,
         actor: str,
         *,
         source: EvidenceSource,
         at: dt.datetime | None = None,
         note_text: str = "",
     ) -> Order:
+        """Check-in (accepted → in_service) or check-out (in_service → completed), with its evidence."""
         now = self.runtime.clock()
-        when = self._visit_time(at, order.accepted_at or order.created_at, now, "at")
+        follows = order.accepted_at if step is VisitStep.CHECK_IN else order.checked_in_at
+        when = self._visit_time(at, follows or order.created_at, now, "at")
         moved = await transition(
             conn,
             order.id,
-            "check_in",
+            step.value,
             actor=actor,
             at=now,
             value=when,
@@ -110,73 +122,22 @@ class VisitDesk:
         await record_evidence(
             conn,
             order.id,
-            kind="check_in",
+            kind=step.value,
             source=source,
             at=when,
             recorded_at=now,
             actor=actor,
             note=note_text,
         )
-        await cancel_deadlines(
-            conn, subject_type="order", subject_id=order.id, kinds=(LATE_VISIT, REMINDER), at=now
-        )
-        return moved.order
-
-    async def check_out(
-        self,
-        order_id: int,
-        actor: str,
-        *,
-        source: EvidenceSource,
-        at: dt.datetime | None = None,
-        note_text: str = "",
-    ) -> Order:
-        async def work(conn: Conn, events: list[DomainEvent]) -> Order:
-            order = await get_order(conn, order_id, for_update=True)
-            return await self.check_out_in(
-                conn, events, order, actor, source=source, at=at, note_text=note_text
+        if step is VisitStep.CHECK_IN:
+            # nobody is late any more, and nobody needs reminding
+            await cancel_deadlines(
+                conn, subject_type="order", subject_id=order.id, kinds=(LATE_VISIT, REMINDER), at=now
             )
-
-        return await self._run(work)
-
-    async def check_out_in(
-        self,
-        conn: Conn,
-        events: list[DomainEvent],
-        order: Order,
-        actor: str,
-        *,
-        source: EvidenceSource,
-        at: dt.datetime | None = None,
-        note_text: str = "",
-    ) -> Order:
-        now = self.runtime.clock()
-        when = self._visit_time(at, order.checked_in_at or order.created_at, now, "at")
-        moved = await transition(
-            conn,
-            order.id,
-            "check_out",
-            actor=actor,
-            at=now,
-            value=when,
-            source=source,
-            reason=note_text,
-            data={"source": source.value, "at": when.isoformat()},
-        )
-        events.append(moved.event)
-        await record_evidence(
-            conn,
-            order.id,
-            kind="check_out",
-            source=source,
-            at=when,
-            recorded_at=now,
-            actor=actor,
-            note=note_text,
-        )
-        holder = next((o for o in await offers_of(conn, order.id) if o.holds_order), None)
-        if holder is not None:
-            await close_offer_jobs(conn, {holder.job_id: OfferOutcome.ACCEPTED}, at=now)
+        else:
+            holder = next((o for o in await offers_of(conn, order.id) if o.holds_order), None)
+            if holder is not None:
+                await close_offer_jobs(conn, {holder.job_id: OfferOutcome.ACCEPTED}, at=now)
         return moved.order
 
     @staticmethod

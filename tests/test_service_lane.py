@@ -26,6 +26,7 @@ from dispatch.orders import (
     OrderState,
     visit_evidence,
 )
+from dispatch.visit_desk import VisitStep
 from providers.inbound import RouteOutcome
 from tests import factories
 from tests.order_rows import HOME, T0, catalogue, provider
@@ -297,7 +298,7 @@ async def test_late_visit_raises_a_notice_unless_checked_in(world: World) -> Non
     await lane.reply(NEAR_SMS, f"1 {await lane.code(late.id, world.near)}")
     await lane.reply(NEAR_SMS, f"1 {await lane.code(on_time.id, world.near)}")
     lane.clock.now = on_time.window_start + dt.timedelta(minutes=3)
-    await lane.desk.check_in(on_time.id, "user:op", source=EvidenceSource.CALL)
+    await lane.desk.record_visit(on_time.id, VisitStep.CHECK_IN, "user:op", source=EvidenceSource.CALL)
     lane.clock.now = late.window_start + dt.timedelta(seconds=899)
     await lane.fire(seconds=0)
     assert await lane.notices(late.id) == []
@@ -376,7 +377,9 @@ async def test_a_job_held_by_a_reply_in_flight_is_closed_by_that_reply(world: Wo
     async with lane.pool.acquire() as holder, holder.transaction():
         # as the router holds a job while its reply waits for the order
         await holder.execute("SELECT 1 FROM sms_jobs WHERE id = $1 FOR UPDATE", job_id)
-        done = await lane.desk.check_out(order.id, "user:op", source=EvidenceSource.CALL)
+        done = await lane.desk.record_visit(
+            order.id, VisitStep.CHECK_OUT, "user:op", source=EvidenceSource.CALL
+        )
         assert done.state is OrderState.COMPLETED
     assert [(o["open"], o["close_reason"]) for o in await lane.offers(order.id)] == [(True, None)]
     late = await lane.reply(NEAR_SMS, f"9 {code}")

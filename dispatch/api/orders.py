@@ -37,6 +37,7 @@ from dispatch.orders import (
     list_orders,
     visit_evidence,
 )
+from dispatch.visit_desk import VisitStep
 
 routes = web.RouteTableDef()
 
@@ -262,22 +263,21 @@ def _source(body: Mapping[str, Any]) -> EvidenceSource:
     return source
 
 
-async def _check_in(
-    request: web.Request, desk: OrderDesk, order_id: int, actor: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    order = await desk.check_in(
-        order_id, actor, source=_source(body), at=_time_field(body, "at"), note_text=text_field(body, "note")
-    )
-    return {"order": order.as_json()}
+def _visit(step: VisitStep) -> Action:
+    async def record(
+        request: web.Request, desk: OrderDesk, order_id: int, actor: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        order = await desk.record_visit(
+            order_id,
+            step,
+            actor,
+            source=_source(body),
+            at=_time_field(body, "at"),
+            note_text=text_field(body, "note"),
+        )
+        return {"order": order.as_json()}
 
-
-async def _check_out(
-    request: web.Request, desk: OrderDesk, order_id: int, actor: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    order = await desk.check_out(
-        order_id, actor, source=_source(body), at=_time_field(body, "at"), note_text=text_field(body, "note")
-    )
-    return {"order": order.as_json()}
+    return record
 
 
 async def _confirm(
@@ -348,14 +348,14 @@ ACTIONS: dict[str, tuple[Action, str, dict[str, Any], list[str], dict[str, Any]]
         _OFFERED,
     ),
     "check-in": (
-        _check_in,
+        _visit(VisitStep.CHECK_IN),
         "The provider arrived (as its SMS reply '3 <code>')",
         _VISIT_FIELDS,
         [],
         _ORDER_ONLY,
     ),
     "check-out": (
-        _check_out,
+        _visit(VisitStep.CHECK_OUT),
         "The service is done (as its SMS reply '9 <code>')",
         _VISIT_FIELDS,
         [],
