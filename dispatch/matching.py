@@ -210,7 +210,9 @@ def rank(figures: list[ProviderFigures], weights: ScoreWeights) -> list[Candidat
     return candidates
 
 
-# $1 order, $2 resident, $3 item, $4 window start, $5 window end, $6 now
+# $1 order, $2 resident, $3 item, $4 window start, $5 window end, $6 now. The providers serving the
+# place are gathered into an array first, so each is then read by its primary key: a join on the
+# whole providers table lets the planner choose a scan of every provider instead.
 CANDIDATES_QUERY = f"""
 WITH place AS (
     SELECT coalesce(r.lat, c.lat) AS lat, coalesce(r.lon, c.lon) AS lon, r.community_id, s.district_id
@@ -219,15 +221,13 @@ WITH place AS (
     LEFT JOIN streets s ON s.id = c.street_id
     WHERE r.id = $2
 ), serving AS (
-    SELECT a.provider_id FROM provider_areas a, place WHERE a.community_id = place.community_id
-    UNION
-    SELECT a.provider_id FROM provider_areas a, place WHERE a.district_id = place.district_id
+    SELECT array_agg(a.provider_id) AS ids FROM provider_areas a, place
+    WHERE a.community_id = place.community_id OR a.district_id = place.district_id
 )
 SELECT p.id, p.name, i.price_fen, p.base_lat, p.base_lon, p.rating, p.capacity,
        place.lat AS home_lat, place.lon AS home_lon,
        busy.n AS busy, pending.n AS pending, recent.n AS orders_30d, answers.accepted, answers.answered
-FROM serving
-JOIN providers p ON p.id = serving.provider_id AND p.status = 'active'
+FROM providers p
 JOIN provider_items i ON i.provider_id = p.id AND i.item_code = $3
 CROSS JOIN place
 CROSS JOIN LATERAL (
@@ -249,7 +249,8 @@ CROSS JOIN LATERAL (
             AND j.close_reason IN ('accepted', 'declined', 'expired')
           ORDER BY j.closed_at DESC LIMIT {ANSWERS_CONSIDERED}) latest
 ) answers
-WHERE busy.n < p.capacity
+WHERE p.id = ANY((SELECT ids FROM serving)::bigint[]) AND p.status = 'active'
+  AND busy.n < p.capacity
   AND NOT EXISTS (
       SELECT 1 FROM order_offers x
       WHERE x.order_id = $1 AND x.provider_id = p.id
