@@ -102,6 +102,7 @@ async def test_raise_join_act_and_read(api: tuple[aiohttp.ClientSession, str, di
         ("POST", "/api/v1/alerts", [1, 2], 400, "body"),
         ("GET", "/api/v1/alerts?state=burning", None, 400, "state"),
         ("GET", "/api/v1/alerts?since=yesterday", None, 400, "since"),
+        ("GET", "/api/v1/alerts?since=0001-01-01T00:00:00%2B01:00", None, 400, "since"),
         ("GET", "/api/v1/alerts?limit=0", None, 400, "limit"),
         ("GET", "/api/v1/alerts/figures?days=0", None, 400, "days"),
         ("POST", "/api/v1/alerts/1/cancel", {}, 400, "reason"),

@@ -95,4 +95,8 @@ def time_param(query: Mapping[str, str], name: str = "since") -> dt.datetime | N
         raise bad_request(name, "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00") from None
     if value.tzinfo is None:
         raise bad_request(name, "the time needs a UTC offset, e.g. +08:00")
-    return value
+    try:
+        # 0001-01-01T00:00+01:00 is a valid string but no instant a database can hold.
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise bad_request(name, "the time is out of range") from None
