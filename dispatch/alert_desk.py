@@ -227,7 +227,12 @@ class AlertDesk:
         )
         if previous is not None:
             closed = await close_jobs(
-                conn, subject_type="alert", subject_id=alert_id, reason="another team sent", at=now
+                conn,
+                subject_type="alert",
+                subject_id=alert_id,
+                reason="another team sent",
+                at=now,
+                skip_locked=True,
             )
             await self._send_stand_down(conn, alert, closed, "已改派其他队")
         await conn.execute(
@@ -439,7 +444,9 @@ class AlertDesk:
         events.append(moved.event)
         alert = moved.alert
         await cancel_deadlines(conn, subject_type="alert", subject_id=alert_id, at=now)
-        closed = await close_jobs(conn, subject_type="alert", subject_id=alert_id, reason=action, at=now)
+        closed = await close_jobs(
+            conn, subject_type="alert", subject_id=alert_id, reason=action, at=now, skip_locked=True
+        )
         if action == "cancel":
             await self._send_stand_down(conn, alert, closed, "警情已取消")
         if (outcome is Outcome.FALSE_ALARM or false_alarm) and alert.device_id is not None:

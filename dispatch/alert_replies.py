@@ -14,7 +14,7 @@ from dispatch.alerts import Alert, AlertError, AlertState, IllegalTransition, Ou
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
-from providers.jobs import Job, JobDetails, JobHandlers, JobOutcome
+from providers.jobs import Job, JobDetails, JobHandlers, JobOutcome, close_job
 from providers.replies import ReplyAction
 
 STATE_ZH = {
@@ -38,6 +38,9 @@ PAGE_ACTIONS: dict[AlertState, tuple[ReplyAction, ...]] = {
 def register_alert_replies(desk: AlertDesk) -> None:
     async def handle(conn: Conn, job: Job, action: ReplyAction, actor: str) -> JobOutcome:
         alert = await get_alert(conn, job.subject_id, for_update=True)
+        if alert.team_id != job.party_id or not alert.state.is_open:
+            # The desk skipped this job while this reply held it (see close_jobs): close it here.
+            await close_job(conn, job.id, reason="another team sent" if alert.state.is_open else "closed")
         if alert.team_id != job.party_id:
             return JobOutcome(
                 f"紧急任务{job.code}已改派其他队，无需前往。",

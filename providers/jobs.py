@@ -226,12 +226,20 @@ async def close_jobs(
     reason: str = "",
     except_job_id: int | None = None,
     at: dt.datetime | None = None,
+    skip_locked: bool = False,
 ) -> list[Job]:
     """Close every open job about a subject (all but `except_job_id`); the jobs closed, e.g. to
-    tell the other providers of a first-accept-wins offer that it is gone."""
+    tell the other providers of a first-accept-wins offer that it is gone.
+
+    `skip_locked` leaves alone a job an in-flight reply holds: the caller holds the subject's
+    lock and the reply waits for it, so waiting for the job here would deadlock. That reply
+    then finds its subject moved on and closes its own job."""
     rows = await conn.fetch(
         f"""UPDATE sms_jobs SET open = false, closed_at = $3, close_reason = $4
-            WHERE open AND subject_type = $1 AND subject_id = $2 AND id IS DISTINCT FROM $5
+            WHERE id IN (
+                SELECT id FROM sms_jobs
+                WHERE open AND subject_type = $1 AND subject_id = $2 AND id IS DISTINCT FROM $5
+                FOR UPDATE {"SKIP LOCKED" if skip_locked else ""})
             RETURNING {JOB_COLUMNS}""",
         subject_type,
         subject_id,
