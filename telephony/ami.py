@@ -161,6 +161,7 @@ class AmiLink:
         self._pending: dict[str, _Pending] = {}
         self._protocol: _Protocol | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._tick = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -178,6 +179,8 @@ class AmiLink:
         self._task = asyncio.create_task(self._run(), name=f"ami:{self.config.name}")
 
     async def stop(self) -> None:
+        # Logoff ends the session; the loop must not take that for an outage and reconnect.
+        self._stopping = True
         if self.up:
             with contextlib.suppress(AmiError, TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -234,6 +237,8 @@ class AmiLink:
                 await self._wait(delay, "auth_retry")
                 continue
             except (OSError, TimeoutError, AmiError) as exc:
+                if self._stopping:
+                    return
                 reason = str(exc) or type(exc).__name__
                 failures = 0 if self.state is LinkState.UP else failures + 1
             except Exception as exc:

@@ -7,9 +7,10 @@ frames Careline has no use for (VarSet, Newexten, DeviceStateChange, ...): the
 received, so a skipped frame never becomes a Python object, and decodes only those.
 
 panoramisk's codec is used where it fits: its `Message` decodes responses and user
-events (a case-insensitive dict of every header, about 20 µs a frame here), its
-`Action` encodes what we send. Call events, thousands a second, are split by a
-leaner reader that keeps the headers as a plain dict for the record's constructor.
+events (a case-insensitive dict of every header, about 20 µs a frame here). Call
+events, thousands a second, are split by a leaner reader into a plain dict for the
+record's constructor, and the most frequent (the Newchannel of a call's other
+channels, Hangup) are read from the few headers they need.
 
 Nothing from the wire raises out of here: a frame that lacks what its record needs,
 or carries a number that is not one, is counted and skipped.
@@ -23,7 +24,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from panoramisk.actions import Action
 from panoramisk.message import Message
 
 from telephony.ami_events import (
@@ -32,6 +32,7 @@ from telephony.ami_events import (
     AmiMessage,
     BridgeJoined,
     CallerIdChanged,
+    ChannelAdded,
     ChannelCreated,
     ChannelHungUp,
     ChannelSnapshot,
@@ -305,6 +306,57 @@ DECODERS: dict[bytes, Decoder] = {
     b"QueueStatusComplete": _complete,
 }
 _WANTED = (*DECODERS, b"UserEvent")
+# The tracker uses these only about a call's first channel (its caller ID, its answer); the other
+# channels' ones (several a call) are dropped on two header lookups instead of a full decode.
+_ROOT_ONLY = frozenset({b"NewCallerid", b"Newstate"})
+_LIGHT = frozenset({b"Newchannel", b"Hangup"})
+_UNIQUEID = b"\r\nUniqueid: "
+_LINKEDID = b"\r\nLinkedid: "
+
+
+def _value(frame: bytes, needle: bytes) -> bytes | None:
+    start = frame.find(needle)
+    if start < 0:
+        return None
+    start += len(needle)
+    end = frame.find(b"\r\n", start)
+    return frame[start:] if end < 0 else frame[start:end]
+
+
+def _about_root(frame: bytes) -> bool:
+    uniqueid = _value(frame, _UNIQUEID)
+    # without both ids the full decode decides (and skips it as malformed)
+    return uniqueid is None or uniqueid == _value(frame, _LINKEDID)
+
+
+def _timestamp(frame: bytes, received: float) -> float:
+    raw = _value(frame, b"\r\nTimestamp: ")
+    return received if raw is None else _at({"Timestamp": raw.decode("ascii", "replace")}, received)
+
+
+def _light(frame: bytes, received: float) -> ChannelAdded | ChannelHungUp | None:
+    """Newchannel of a call's other channels, and every Hangup: four headers, read without a full split.
+
+    None when the frame needs the full decode (a call's first channel, or an id missing).
+    """
+    uniqueid = _value(frame, _UNIQUEID)
+    linkedid = _value(frame, _LINKEDID)
+    if uniqueid is None or linkedid is None:
+        return None
+    if frame.startswith(b"Event: Hangup"):
+        cause = _value(frame, b"\r\nCause: ")
+        return ChannelHungUp(
+            _timestamp(frame, received),
+            linkedid.decode("utf-8", "replace"),
+            uniqueid.decode("utf-8", "replace"),
+            _optional_int(cause.decode("ascii", "replace")) or 0 if cause is not None else 0,
+        )
+    if uniqueid == linkedid:
+        return None
+    return ChannelAdded(
+        _timestamp(frame, received), linkedid.decode("utf-8", "replace"), uniqueid.decode("utf-8", "replace")
+    )
+
 
 # A frame Careline wants starts right after a blank line with one of these first lines.
 _FRAME_START = re.compile(
@@ -313,19 +365,22 @@ _FRAME_START = re.compile(
 
 
 def _headers(frame: bytes) -> Headers:
-    lines = frame.decode("utf-8", "replace").split("\r\n")
-    try:
-        return dict(line.split(": ", 1) for line in lines)
-    except ValueError:
-        # A line without ": " (an empty "Key:" or garbage): read it line by line instead.
-        headers: Headers = {}
-        for line in lines:
-            key, sep, value = line.partition(": ")
-            if sep:
-                headers[key] = value
-            elif line.endswith(":"):
-                headers[line[:-1]] = ""
-        return headers
+    text = frame.decode("utf-8", "replace")
+    # The common case in C: every line is exactly "Key: value", so splitting on both separators
+    # alternates keys and values. A line without ": " (an empty "Key:", garbage) or a value
+    # holding ": " breaks the count, and the frame is read line by line instead.
+    parts = text.replace("\r\n", ": ").split(": ")
+    if len(parts) == 2 * (text.count("\r\n") + 1):
+        pairs = iter(parts)
+        return dict(zip(pairs, pairs, strict=True))
+    headers: Headers = {}
+    for line in text.split("\r\n"):
+        key, sep, value = line.partition(": ")
+        if sep:
+            headers[key] = value
+        elif line.endswith(":"):
+            headers[line[:-1]] = ""
+    return headers
 
 
 class FrameReader:
@@ -361,7 +416,13 @@ class FrameReader:
             for match in _FRAME_START.finditer(buffer, 0, last + 4):
                 start = match.start() + 4
                 end = buffer.find(b"\r\n\r\n", start)
-                message = self._decode(match.group(1), buffer[start:end], received)
+                name = match.group(1)
+                frame = buffer[start:end]
+                if name in _ROOT_ONLY and not _about_root(frame):
+                    continue
+                message = (_light(frame, received) if name in _LIGHT else None) or self._decode(
+                    name, frame, received
+                )
                 if message is not None:
                     out.append(message)
             self.frames += len(out)
@@ -402,11 +463,17 @@ class FrameReader:
 
 
 def encode_action(fields: Mapping[str, Any]) -> bytes:
-    """One action as the bytes to write; a value holding CR or LF would forge headers, so it is refused."""
+    """One action as the bytes to write: `Key: value` lines (a list repeats its key), then a blank line.
+
+    Written here rather than with panoramisk's `Action`, which makes an asyncio Future and takes an
+    ActionID from a global counter each time it is built. A value holding CR or LF would forge
+    headers, so it is refused.
+    """
+    lines = []
     for key, value in fields.items():
-        values = value if isinstance(value, list | tuple) else [value]
-        for item in values:
-            if any(ch in f"{key}{item}" for ch in "\r\n"):
+        for item in value if isinstance(value, list | tuple) else [value]:
+            line = f"{key}: {item}"
+            if "\r" in line or "\n" in line:
                 raise ValueError(f"AMI action field {key} holds a line break")
-    action = Action(dict(fields))
-    return str(action).encode("utf-8")
+            lines.append(line)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

@@ -28,6 +28,16 @@ class ChannelCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelAdded:
+    """Newchannel of a channel that is not the call's first (an operator's leg, a Local twin):
+    the tracker only counts it, so only its ids are read."""
+
+    at: float
+    linkedid: str
+    uniqueid: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallerIdChanged:
     """NewCallerid."""
 
@@ -208,6 +218,7 @@ class Response:
 
 ChannelEvent = (
     ChannelCreated
+    | ChannelAdded
     | CallerIdChanged
     | ChannelStateChanged
     | DialStarted

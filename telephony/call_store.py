@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float, str], Awaitable[None]]
 # What a database outage looks like to the recorder: it keeps the calls and tries again.
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+BATCH_SECONDS = 0.05
 
 
 async def real_sleep(seconds: float, _why: str) -> None:
@@ -97,6 +98,8 @@ class RowState:
     alert_id: int | None = None
     presses_handled: int = 0
     published: set[str] = field(default_factory=set)
+    # the row as last committed: a call touched by events that change nothing in it is not rewritten
+    written: tuple[Any, ...] | None = None
 
 
 def _row(call: Call) -> RowState:
@@ -110,23 +113,19 @@ def _when(at: float | None) -> dt.datetime | None:
     return None if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
 
 
+# The batch goes as one JSON array of rows: json.dumps is C, and PostgreSQL (on its own core)
+# takes the rows apart, instead of asyncpg encoding two dozen arrays element by element.
 UPSERT_CALLS = """
 INSERT INTO calls AS c (server, linkedid, direction, caller_number, called_number, did, emergency, party,
     resident_id, device_id, provider_id, team_id, alert_id, attempt_id, queue, operator, arrived_at,
     answered_at, ended_at, wait_seconds, talk_seconds, disposition, hangup_cause, resynced, context_id,
     updated_at)
-SELECT $1, u.linkedid, u.direction, u.caller_number, u.called_number, u.did, u.emergency, u.party,
-    u.resident_id, u.device_id, u.provider_id, u.team_id, u.alert_id,
-    (SELECT a.id FROM call_attempts a WHERE a.action_id = u.attempt), u.queue, u.operator, u.arrived_at,
-    u.answered_at, u.ended_at, u.wait_seconds, u.talk_seconds, u.disposition, u.hangup_cause, u.resynced,
-    u.context_id, now()
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[], $9::bigint[],
-            $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[],
-            $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::int[], $21::int[], $22::text[],
-            $23::smallint[], $24::bool[], $25::uuid[])
-     AS u(linkedid, direction, caller_number, called_number, did, emergency, party, resident_id, device_id,
-          provider_id, team_id, alert_id, attempt, queue, operator, arrived_at, answered_at, ended_at,
-          wait_seconds, talk_seconds, disposition, hangup_cause, resynced, context_id)
+SELECT $1, r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::bool, r->>6, (r->>7)::bigint, (r->>8)::bigint,
+    (r->>9)::bigint, (r->>10)::bigint, (r->>11)::bigint,
+    (SELECT a.id FROM call_attempts a WHERE a.action_id = r->>12), r->>13, r->>14,
+    to_timestamp((r->>15)::float8), to_timestamp((r->>16)::float8), to_timestamp((r->>17)::float8),
+    (r->>18)::int, (r->>19)::int, r->>20, (r->>21)::smallint, (r->>22)::bool, (r->>23)::uuid, now()
+FROM jsonb_array_elements($2::jsonb) AS r
 ON CONFLICT (server, linkedid) DO UPDATE SET
     caller_number = EXCLUDED.caller_number, called_number = EXCLUDED.called_number,
     emergency = EXCLUDED.emergency, party = EXCLUDED.party, resident_id = EXCLUDED.resident_id,
@@ -144,10 +143,12 @@ RETURNING id, linkedid
 
 # Many events at once: the call lane appends a few per call, and one INSERT per event
 # (append_event) would be the recorder's bottleneck under load.
+# Many events at once: the call lane appends a few per call, and one INSERT per event
+# (append_event) would be the recorder's bottleneck under load. Rows as one JSON array, as above.
 INSERT_EVENTS = """
 INSERT INTO events (occurred_at, subject_type, subject_id, kind, actor, context_id, data)
-SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::uuid[],
-                     $7::jsonb[])
+SELECT to_timestamp((e->>0)::float8), 'call', (e->>1)::bigint, e->>2, $1, (e->>3)::uuid, e->4
+FROM jsonb_array_elements($2::jsonb) AS e
 RETURNING id
 """
 
@@ -240,9 +241,17 @@ class CallRecorder:
 
     async def _run(self) -> None:
         failures = 0
+        last = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            # Under load, batch: at most one write every BATCH_SECONDS, so a busy Asterisk costs a
+            # few large transactions instead of one per socket read; an idle one is written at once.
+            pause = last + BATCH_SECONDS - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
             self._wake.clear()
+            last = loop.time()
             try:
                 await self.flush()
             except DATABASE_ERRORS as exc:
@@ -304,7 +313,7 @@ class CallRecorder:
             alerts = await self._raise_alerts(conn, calls, identities, events)
             for press in presses:
                 events.extend(await self._raise_for_press(conn, press, None))
-            ids = await self._upsert(conn, calls, identities, alerts)
+            ids, written = await self._upsert(conn, calls, identities, alerts)
             pending = self._transitions(calls, identities, ids)
             events.extend(await self._append(conn, pending))
             for update in updates:
@@ -312,13 +321,17 @@ class CallRecorder:
             for call in calls:
                 events.extend(await self._attempt_of(conn, call, ids))
 
+        published: dict[str, set[str]] = {}
+        for transition in pending:
+            published.setdefault(transition.call.linkedid, set()).add(transition.kind)
         for call in calls:
             state = _row(call)
             identity = identities.get(call.linkedid)
             alert_id = alerts.get(call.linkedid)
             call_id = ids.get(call.linkedid)
-            kinds = {p.kind for p in pending if p.call is call}
+            kinds = published.get(call.linkedid, set())
             handled = len(call.presses)
+            values = written.get(call.linkedid)
 
             def mark(
                 state: RowState = state,
@@ -327,6 +340,7 @@ class CallRecorder:
                 call_id: int | None = call_id,
                 kinds: set[str] = kinds,
                 handled: int = handled,
+                values: tuple[Any, ...] | None = values,
                 call: Call = call,
             ) -> None:
                 state.identity = state.identity or identity
@@ -334,6 +348,8 @@ class CallRecorder:
                 state.id = state.id or call_id
                 state.presses_handled = max(state.presses_handled, handled)
                 state.published |= kinds
+                if values is not None:
+                    state.written = values
                 if "call.ended" in kinds:
                     self.metrics.calls_ended.labels(
                         self.server, call.direction.value, (call.disposition or Disposition.FAILED).value
@@ -459,48 +475,53 @@ class CallRecorder:
 
     async def _upsert(
         self, conn: Conn, calls: list[Call], identities: dict[str, Identity], alerts: dict[str, int]
-    ) -> dict[str, int]:
-        if not calls:
-            return {}
-        columns: list[list[Any]] = [[] for _ in range(24)]
+    ) -> tuple[dict[str, int], dict[str, tuple[Any, ...]]]:
+        """Write the rows that changed; the ids of all, and the rows written."""
+        ids: dict[str, int] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         for call in calls:
-            identity = identities[call.linkedid]
             state = _row(call)
-            disposition = call.disposition
-            values = (
-                call.linkedid,
-                call.direction.value,
-                self._number(call.caller),
-                self._number(call.called),
-                call.did,
-                call.emergency or identity.sos_device or call.sos_pressed,
-                identity.party.value,
-                identity.resident_id,
-                identity.device_id,
-                identity.provider_id,
-                identity.team_id,
-                alerts.get(call.linkedid, state.alert_id),
-                call.attempt,
-                call.queue,
-                call.operator,
-                _when(call.arrived_at),
-                _when(call.answered_at),
-                _when(call.ended_at),
-                call.wait_seconds,
-                call.talk_seconds,
-                disposition.value if disposition else None,
-                call.hangup_cause,
-                call.resynced,
-                state.context_id,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-        rows = await conn.fetch(UPSERT_CALLS, self.server, *columns)
-        ids = {row["linkedid"]: int(row["id"]) for row in rows}
+            values = self._values(call, identities[call.linkedid], alerts.get(call.linkedid, state.alert_id))
+            if state.id is not None and values == state.written:
+                ids[call.linkedid] = state.id
+            else:
+                rows[call.linkedid] = values
+        if rows:
+            for row in await conn.fetch(UPSERT_CALLS, self.server, list(rows.values())):
+                ids[row["linkedid"]] = int(row["id"])
         for call in calls:
-            if call.linkedid not in ids and _row(call).id is None:
+            if call.linkedid not in ids:
                 log.warning("a call on %s reused the Linkedid of an ended call; dropped", self.server)
-        return ids
+        return ids, rows
+
+    def _values(self, call: Call, identity: Identity, alert_id: int | None) -> tuple[Any, ...]:
+        disposition = call.disposition
+        return (
+            call.linkedid,
+            call.direction.value,
+            self._number(call.caller),
+            self._number(call.called),
+            call.did,
+            call.emergency or identity.sos_device or call.sos_pressed,
+            identity.party.value,
+            identity.resident_id,
+            identity.device_id,
+            identity.provider_id,
+            identity.team_id,
+            alert_id,
+            call.attempt,
+            call.queue,
+            call.operator,
+            call.arrived_at,
+            call.answered_at,
+            call.ended_at,
+            call.wait_seconds,
+            call.talk_seconds,
+            disposition.value if disposition else None,
+            call.hangup_cause,
+            call.resynced,
+            str(_row(call).context_id),
+        )
 
     def _number(self, raw: str | None) -> str | None:
         if raw is None:
@@ -582,17 +603,11 @@ class CallRecorder:
     async def _append(self, conn: Conn, pending: list[_Pending]) -> list[DomainEvent]:
         if not pending:
             return []
-        occurred = [dt.datetime.fromtimestamp(p.at, dt.UTC) for p in pending]
         # a call.from_resident event is about the call too, so every event's subject is the call
         rows = await conn.fetch(
             INSERT_EVENTS,
-            occurred,
-            ["call"] * len(pending),
-            [p.data["call_id"] for p in pending],
-            [p.kind for p in pending],
-            [self.actor.name] * len(pending),
-            [_row(p.call).context_id for p in pending],
-            [p.data for p in pending],
+            self.actor.name,
+            [(p.at, p.data["call_id"], p.kind, str(_row(p.call).context_id), p.data) for p in pending],
         )
         return [
             DomainEvent(
@@ -602,10 +617,10 @@ class CallRecorder:
                 data=p.data,
                 context_id=_row(p.call).context_id,
                 actor=self.actor.name,
-                occurred_at=at,
+                occurred_at=dt.datetime.fromtimestamp(p.at, dt.UTC),
                 event_id=int(row["id"]),
             )
-            for p, at, row in zip(pending, occurred, rows, strict=True)
+            for p, row in zip(pending, rows, strict=True)
         ]
 
     async def _attempt_of(self, conn: Conn, call: Call, ids: dict[str, int]) -> list[DomainEvent]:

@@ -40,6 +40,7 @@ from telephony.ami_events import (
     BridgeJoined,
     CallerIdChanged,
     CallEvent,
+    ChannelAdded,
     ChannelCreated,
     ChannelHungUp,
     ChannelSnapshot,
@@ -259,6 +260,7 @@ class CallTracker:
         self._parked: list[CallEvent] = []
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             ChannelCreated: self._created,
+            ChannelAdded: self._added,
             CallerIdChanged: self._caller_id,
             ChannelStateChanged: self._state,
             DialStarted: self._dial_started,
@@ -323,41 +325,47 @@ class CallTracker:
         return call
 
     def _created(self, ev: ChannelCreated) -> None:
+        if ev.uniqueid != ev.linkedid:
+            # not the call's first channel: counted, nothing more (the codec reads these lightly)
+            self._added(ChannelAdded(ev.at, ev.linkedid, ev.uniqueid))
+            return
         call = self.calls.get(ev.linkedid)
         if call is None:
             if ev.linkedid in self._ended:
                 self.orphans += 1
                 return
-            if self._syncing and ev.uniqueid != ev.linkedid:
-                # a channel of a call begun before we connected: the snapshot will say what it is
-                self._parked.append(ev)
-                return
             call = self._open(ev)
-        elif ev.uniqueid == ev.linkedid and not call.root_channel:
-            # the root's frame came after another channel's: now we know the root
-            call.root_channel = ev.channel
-            call.caller = call.caller or ev.caller
+        elif not call.root_channel:
+            # known from a re-sync or the database before its first channel's frame came
+            self._describe(call, ev)
         if ev.uniqueid in call.gone:
             return
         call.live[ev.uniqueid] = self._seq
         self._touch(call)
 
     def _open(self, ev: ChannelCreated) -> Call:
-        inbound = self.rules.inbound(ev.exten, ev.context)
-        is_root = ev.uniqueid == ev.linkedid
-        call = Call(
-            linkedid=ev.linkedid,
-            direction=Direction.INBOUND if inbound else Direction.OUTBOUND,
-            arrived_at=ev.at,
-            root_channel=ev.channel if is_root else "",
-            did=ev.exten if inbound else None,
-            emergency=inbound and ev.exten in self.rules.emergency_dids,
-            caller=ev.caller,
-            called=ev.exten if inbound or phone_like(ev.exten) else None,
-        )
-        call.ready = phone_like(call.far_number)
+        call = Call(linkedid=ev.linkedid, direction=Direction.OUTBOUND, arrived_at=ev.at)
+        self._describe(call, ev)
         self.calls[call.linkedid] = call
         return call
+
+    def _describe(self, call: Call, ev: ChannelCreated) -> None:
+        """Direction, DID and numbers, from the Newchannel of the root (or, until it comes, of another)."""
+        inbound = self.rules.inbound(ev.exten, ev.context)
+        call.direction = Direction.INBOUND if inbound else Direction.OUTBOUND
+        call.root_channel = ev.channel if ev.uniqueid == ev.linkedid else ""
+        call.did = ev.exten if inbound else None
+        call.emergency = inbound and ev.exten in self.rules.emergency_dids
+        call.caller = ev.caller or call.caller
+        call.called = ev.exten if inbound or phone_like(ev.exten) else call.called
+        call.ready = call.ready or phone_like(call.far_number)
+
+    def _added(self, ev: ChannelAdded) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None or ev.uniqueid in call.gone:
+            return
+        call.live[ev.uniqueid] = self._seq
+        self._touch(call)
 
     def _caller_id(self, ev: CallerIdChanged) -> None:
         call = self._known(ev, ev.linkedid)

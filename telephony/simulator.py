@@ -357,6 +357,7 @@ class AmiPeer:
             QueueMember("Li Wei 8002", "Local/8002@operators"),
         ),
         originate: OriginatePolicy = queue_originate,
+        every_login: Sequence[Step] = (),
     ) -> None:
         self.username = username
         self.secret = secret
@@ -366,6 +367,8 @@ class AmiPeer:
         self.queue = queue
         self.members = tuple(members)
         self.originate = originate
+        # played to each client after it logs in, before the shared script (a benchmark's stream)
+        self.every_login = tuple(every_login)
         # actions read and never answered (an Asterisk that stopped answering Pings)
         self.mute: set[str] = set()
         self.channels = Channels()
@@ -611,8 +614,9 @@ class _Session:
 
     async def _play(self) -> None:
         peer = self.peer
+        own = deque(peer.every_login)
         while True:
-            step = peer._next_step()
+            step = own.popleft() if own else peer._next_step()
             if step is None:
                 self.busy = False
                 peer._notify()

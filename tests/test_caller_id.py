@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dispatch.database import Conn
 from dispatch.devices import device_by_caller
+from dispatch.phones import PhoneBook
 from dispatch.residents import find_residents_by_phone
 from dispatch.runtime import Runtime
 from providers.registry import providers_by_phone
 from providers.teams import find_team_contacts
-from telephony.caller_id import Party, identify_numbers
+from telephony.caller_id import _MOBILE_BLOCKS, Party, identify_numbers, normalised
 from tests import factories
 
 SHARED_LANDLINE = "+864716912345"
@@ -91,3 +92,16 @@ async def test_one_query_agrees_with_the_registry(runtime: Runtime) -> None:
     assert found[LONE_UNIT].sos_device
     assert found[PROVIDER].provider_id == ids["provider"]
     assert found[TEAM_DUTY].team_id == found[TEAM_MEMBER].team_id == ids["team"]
+
+
+def test_the_fast_reading_of_a_mobile_is_the_phone_books() -> None:
+    """normalised() asks phonenumbers once per five-digit block of CN mobiles: across every block,
+    a second number must get what the PhoneBook gives it."""
+    book = PhoneBook()
+    _MOBILE_BLOCKS.clear()
+    for block in range(13000, 20000):
+        first, second = f"{block}000000", f"{block}987654"
+        assert normalised(book, first) == book.try_normalise(first)
+        assert normalised(book, second) == book.try_normalise(second), second
+    for raw in ["04716912345", "6912345", "+8613800138000", "12349", "anonymous"]:
+        assert normalised(book, raw) == book.try_normalise(raw)
