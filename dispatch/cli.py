@@ -15,6 +15,11 @@ import asyncpg
 
 from dispatch.components import Database
 from dispatch.config import Config, ConfigError, load_config
+
+# Imported here, not inside the coroutines: an import (openpyxl) inside a running loop
+# blocks it for a fifth of a second.
+from dispatch.demo import DemoFloorError, build_demo_floor, prepare_demo_floor
+from dispatch.imports import ImportFileError, import_file
 from dispatch.logs import setup_logging
 from dispatch.runtime import Runtime
 from dispatch.service import Service
@@ -116,8 +121,6 @@ async def _database(config: Config) -> AsyncIterator[Runtime]:
 async def _serve(config: Config, demo: bool) -> None:
     after_database: Callable[[Runtime], Awaitable[None]] | None = None
     if demo:
-        from dispatch.demo import prepare_demo_floor
-
         after_database = prepare_demo_floor
     await Service(config, after_database=after_database).run_until_signalled()
 
@@ -128,8 +131,6 @@ async def _migrate(config: Config) -> None:
 
 
 async def _demo_data(config: Config, seed: int | None, replace: bool) -> None:
-    from dispatch.demo import DemoFloorError, build_demo_floor
-
     async with _database(config) as runtime:
         try:
             summary = await build_demo_floor(
@@ -141,8 +142,6 @@ async def _demo_data(config: Config, seed: int | None, replace: bool) -> None:
 
 
 async def _import(config: Config, kind: str, path: Path, progress: bool) -> int:
-    from dispatch.imports import ImportFileError, import_file
-
     async with _database(config) as runtime:
         try:
             report = await import_file(runtime, kind, path, progress=progress)
