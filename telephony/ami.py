@@ -297,7 +297,7 @@ class AmiLink:
             try:
                 cause = await protocol.lost
             finally:
-                await _cancel(keepalive)
+                await cancel_and_wait(keepalive)
             raise LinkDown(f"the connection closed ({cause})" if cause else "Asterisk closed the connection")
         finally:
             self._protocol = None
@@ -463,7 +463,7 @@ class AmiLink:
         }
 
 
-async def _cancel(task: asyncio.Task[Any]) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancel a task we own and wait for it; a cancel of our own caller still propagates."""
     task.cancel()
     try:

@@ -446,9 +446,11 @@ class FrameReader:
                 message = _userevent(frame, received)
             else:
                 message = DECODERS[name](_headers(frame), received)
-        except (KeyError, ValueError, TypeError) as exc:
-            message = None
-            reason = f"{type(exc).__name__}: {exc}"
+        except KeyError as exc:
+            message, reason = None, f"no {exc.args[0]} header"
+        except (ValueError, TypeError):
+            # the exception would quote the value, and a value may be a phone number
+            message, reason = None, "a header that should be a number is not one"
         else:
             reason = "unreadable"
         if message is None:

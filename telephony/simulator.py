@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telephony.ami import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 BANNER = "Asterisk Call Manager/9.0.0"
@@ -482,9 +484,7 @@ class _Session:
     async def close(self) -> None:
         self.abort()
         if self._player is not None:
-            self._player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._player
+            await cancel_and_wait(self._player)
 
     async def run(self) -> None:
         self.writer.write(self.peer.banner.encode() + EOL)
@@ -502,11 +502,9 @@ class _Session:
         except (ConnectionError, OSError):
             return
         finally:
-            if self._player is not None and not self._player.done():
-                self._player.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._player
             self.abort()
+            if self._player is not None:
+                await cancel_and_wait(self._player)
 
     def _write(self, frames: Iterable[bytes]) -> None:
         if self.writer.transport.is_closing():
@@ -613,6 +611,14 @@ class _Session:
         return frames
 
     async def _play(self) -> None:
+        try:
+            await self._steps()
+        except (ConnectionError, OSError):
+            # the client went away mid-step: what is left waits for the next session
+            self.busy = False
+            self.peer._notify()
+
+    async def _steps(self) -> None:
         peer = self.peer
         own = deque(peer.every_login)
         while True:
