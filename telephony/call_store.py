@@ -94,6 +94,8 @@ class RowState:
 
     context_id: uuid.UUID = field(default_factory=uuid.uuid4)
     id: int | None = None
+    # the numbers as written (E.164 when they parse), kept with what they were read from
+    numbers: dict[str | None, str | None] = field(default_factory=dict)
     identity: Identity | None = None
     alert_id: int | None = None
     presses_handled: int = 0
@@ -158,6 +160,19 @@ SELECT id, linkedid, direction, caller_number, called_number, did, emergency, pa
        (SELECT a.action_id FROM call_attempts a WHERE a.id = calls.attempt_id) AS attempt
 FROM calls WHERE server = $1 AND ended_at IS NULL
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What a transaction wrote about one call, to be marked on its RowState once committed."""
+
+    call: Call
+    identity: Identity | None
+    alert_id: int | None
+    call_id: int | None
+    published: set[str]
+    presses: int
+    row: tuple[Any, ...] | None
 
 
 @dataclass(frozen=True)
@@ -295,8 +310,8 @@ class CallRecorder:
             self.tracker.presses[:0] = presses
             self.updates[:0] = updates
             raise
-        for apply in done:
-            apply()
+        for written in done:
+            self._committed(written)
         self.written += len(calls)
         self.metrics.flush_seconds.labels(self.server).observe(time.perf_counter() - started)
         self.metrics.calls_active.labels(self.server).set(len(self.tracker.calls))
@@ -304,10 +319,10 @@ class CallRecorder:
 
     async def _write(
         self, calls: list[Call], presses: list[ButtonPress], updates: list[AttemptUpdate]
-    ) -> tuple[list[DomainEvent], list[Callable[[], None]]]:
+    ) -> tuple[list[DomainEvent], list[_Written]]:
         """One transaction; returns the events to publish and what to mark once it committed."""
         events: list[DomainEvent] = []
-        done: list[Callable[[], None]] = []
+        done: list[_Written] = []
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             identities = await self._identify(conn, calls)
             alerts = await self._raise_alerts(conn, calls, identities, events)
@@ -325,38 +340,34 @@ class CallRecorder:
         for transition in pending:
             published.setdefault(transition.call.linkedid, set()).add(transition.kind)
         for call in calls:
-            state = _row(call)
-            identity = identities.get(call.linkedid)
-            alert_id = alerts.get(call.linkedid)
-            call_id = ids.get(call.linkedid)
-            kinds = published.get(call.linkedid, set())
-            handled = len(call.presses)
-            values = written.get(call.linkedid)
-
-            def mark(
-                state: RowState = state,
-                identity: Identity | None = identity,
-                alert_id: int | None = alert_id,
-                call_id: int | None = call_id,
-                kinds: set[str] = kinds,
-                handled: int = handled,
-                values: tuple[Any, ...] | None = values,
-                call: Call = call,
-            ) -> None:
-                state.identity = state.identity or identity
-                state.alert_id = state.alert_id or alert_id
-                state.id = state.id or call_id
-                state.presses_handled = max(state.presses_handled, handled)
-                state.published |= kinds
-                if values is not None:
-                    state.written = values
-                if "call.ended" in kinds:
-                    self.metrics.calls_ended.labels(
-                        self.server, call.direction.value, (call.disposition or Disposition.FAILED).value
-                    ).inc()
-
-            done.append(mark)
+            linkedid = call.linkedid
+            done.append(
+                _Written(
+                    call,
+                    identities.get(linkedid),
+                    alerts.get(linkedid),
+                    ids.get(linkedid),
+                    published.get(linkedid, set()),
+                    len(call.presses),
+                    written.get(linkedid),
+                )
+            )
         return events, done
+
+    def _committed(self, written: _Written) -> None:
+        state = _row(written.call)
+        state.identity = state.identity or written.identity
+        state.alert_id = state.alert_id or written.alert_id
+        state.id = state.id or written.call_id
+        state.presses_handled = max(state.presses_handled, written.presses)
+        state.published |= written.published
+        if written.row is not None:
+            state.written = written.row
+        if "call.ended" in written.published:
+            call = written.call
+            self.metrics.calls_ended.labels(
+                self.server, call.direction.value, (call.disposition or Disposition.FAILED).value
+            ).inc()
 
     async def _identify(self, conn: Conn, calls: list[Call]) -> dict[str, Identity]:
         """Who each call's far end is; a call keeps what it was identified as the first time."""
@@ -499,8 +510,8 @@ class CallRecorder:
         return (
             call.linkedid,
             call.direction.value,
-            self._number(call.caller),
-            self._number(call.called),
+            self._number(call, call.caller),
+            self._number(call, call.called),
             call.did,
             call.emergency or identity.sos_device or call.sos_pressed,
             identity.party.value,
@@ -523,10 +534,14 @@ class CallRecorder:
             str(_row(call).context_id),
         )
 
-    def _number(self, raw: str | None) -> str | None:
+    def _number(self, call: Call, raw: str | None) -> str | None:
+        """The number as a row holds it: E.164 when it parses, else as Asterisk gave it."""
         if raw is None:
             return None
-        return normalised(self.book, raw) or raw
+        numbers = _row(call).numbers
+        if raw not in numbers:
+            numbers[raw] = normalised(self.book, raw) or raw
+        return numbers[raw]
 
     def _transitions(
         self, calls: list[Call], identities: dict[str, Identity], ids: dict[str, int]
@@ -547,7 +562,7 @@ class CallRecorder:
                         base
                         | {
                             "direction": call.direction.value,
-                            "number": self._number(call.far_number),
+                            "number": self._number(call, call.far_number),
                             "did": call.did,
                             "emergency": call.emergency or identity.sos_device or call.sos_pressed,
                             "party": identity.party.value,
