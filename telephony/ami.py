@@ -70,15 +70,15 @@ class AmiError(Exception):
 
 
 class AuthenticationFailed(AmiError):
-    pass
+    """Asterisk refused the login (Response: Error, Authentication failed)."""
 
 
 class NotAsterisk(AmiError):
-    pass
+    """Something answered on the port, but not with an Asterisk manager's banner."""
 
 
 class LinkDown(AmiError):
-    pass
+    """The connection is gone (or was never made): nothing can be sent, no answer will come."""
 
 
 class ActionFailed(AmiError):

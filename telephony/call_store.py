@@ -1,13 +1,14 @@
-"""Calls as rows: the recorder writes what the tracker learnt, a batch per event-loop turn.
+"""Calls as rows: the recorder writes what the tracker learnt, many calls per transaction.
 
 The link applies a whole socket read of AMI events to the tracker in one go; the
-recorder then wakes and writes every call that changed, in one transaction:
+recorder then wakes and writes every call that changed (under load, at most one
+transaction every BATCH_SECONDS, so a burst costs a few large writes), in one transaction:
 
 1. identify the far end of each call that is ready and not yet identified
    (resident, provider, team member, unknown), all new numbers in one query;
 2. raise an alert through the alert desk for a call on an emergency DID, from an
    SOS unit's line, or with an EmergencyButton press (and for a press on no call);
-3. upsert the call rows (one statement for the batch);
+3. upsert the call rows whose content changed (one statement for the batch);
 4. append the domain events: `call.ringing` (after identification, never before),
    `call.from_resident` (a resident's own phone), `call.answered`, `call.ended`;
 5. apply what Asterisk said about calls Careline placed (see originate.py).
@@ -23,7 +24,6 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,20 +37,17 @@ from dispatch.devices import device_by_serial
 from dispatch.events import DomainEvent, append_event
 from dispatch.residents import find_residents_by_phone
 from dispatch.runtime import Runtime
+from telephony.ami import Sleep, real_sleep
 from telephony.caller_id import UNKNOWN, Identity, Party, identify_numbers, normalised
 from telephony.calls import SOS_BUTTONS, ButtonPress, Call, CallTracker, Direction, Disposition
 from telephony.originate import AttemptUpdate, apply_update, finish_from_call, link_call
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float, str], Awaitable[None]]
 # What a database outage looks like to the recorder: it keeps the calls and tries again.
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# Under load, at most one write this often (an idle server's calls are written at once).
 BATCH_SECONDS = 0.05
-
-
-async def real_sleep(seconds: float, _why: str) -> None:
-    await asyncio.sleep(seconds)
 
 
 class TelephonyMetrics:

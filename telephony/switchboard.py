@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dispatch.alert_desk import AlertDesk
@@ -53,7 +54,7 @@ class AsteriskServer:
         metrics: TelephonyMetrics,
         *,
         sleep: Sleep = real_sleep,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = f"asterisk:{config.name}"
         self.config = config
