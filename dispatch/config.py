@@ -191,7 +191,8 @@ def seconds_window(key: str, value: Any) -> tuple[float, float]:
 
 def setting(default: Any, check: Check, *, env: str | None = None, secret: bool = False) -> Any:
     """Declare a key: its default, its check, and (for secrets) the environment variable."""
-    return field(default=default, metadata={"check": check, "env": env, "secret": secret})
+    # A secret never shows in repr(config): a logged config must not carry a token.
+    return field(default=default, repr=not secret, metadata={"check": check, "env": env, "secret": secret})
 
 
 @dataclass(frozen=True)

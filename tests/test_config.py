@@ -84,3 +84,13 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_secret_from_environment(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""), environ={"CARELINE_SECRET_KEY": "k" * 32})
     assert config.security.secret_key == "k" * 32
+
+
+def test_secrets_never_show_in_repr(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, ""),
+        environ={"CARELINE_SECRET_KEY": "s3cret-key", "TWILIO_AUTH_TOKEN": "tw1l10-token"},
+    )
+    assert config.sms.twilio_auth_token == "tw1l10-token"
+    assert "s3cret-key" not in repr(config)
+    assert "tw1l10-token" not in repr(config)
