@@ -45,7 +45,7 @@ ACTIVE, SUSPENDED, INACTIVE = "active", "suspended", "inactive"
 
 
 class SubjectNotFound(LookupError):
-    pass
+    """No provider or team with that id."""
 
 
 class StatusConflict(Exception):
