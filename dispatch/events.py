@@ -109,6 +109,18 @@ class TimelineEntry:
     reason: str
     data: dict[str, Any]
 
+    def as_json(self) -> dict[str, Any]:
+        """One line of a timeline as the API and the console show it."""
+        return {
+            "at": self.occurred_at.isoformat(),
+            "kind": self.kind,
+            "actor": self.actor,
+            "from": self.from_state,
+            "to": self.to_state,
+            "reason": self.reason,
+            "data": self.data,
+        }
+
 
 async def timeline(conn: Conn, subject_type: str, subject_id: int) -> list[TimelineEntry]:
     rows = await conn.fetch(

@@ -118,18 +118,7 @@ async def alert_detail(request: web.Request) -> web.Response:
                 for i, t in enumerate(teams)
             ],
             "deadlines": [{"kind": d.kind, "due_at": d.due_at.isoformat()} for d in deadlines],
-            "timeline": [
-                {
-                    "at": e.occurred_at.isoformat(),
-                    "kind": e.kind,
-                    "actor": e.actor,
-                    "from": e.from_state,
-                    "to": e.to_state,
-                    "reason": e.reason,
-                    "data": e.data,
-                }
-                for e in entries
-            ],
+            "timeline": [e.as_json() for e in entries],
         }
     )
 
