@@ -6,6 +6,7 @@ import datetime as dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -35,7 +36,8 @@ class Runtime:
             configured = self.config.security.secret_key
             self.secret = configured.encode() if configured else secrets.token_bytes(32)
 
-    @property
+    # Built once: every caller-id lookup and every import row reads it, and the config does not change.
+    @cached_property
     def phones(self) -> PhoneBook:
         return PhoneBook(self.config.locale.phone_region, self.config.locale.home_area_code)
 
