@@ -328,6 +328,20 @@ class OrdersConfig:
 
 
 @dataclass(frozen=True)
+class ServiceLevelsConfig:
+    # Hotline calls answered within these many seconds, and the share that must be (percent).
+    answer_fast_seconds: int = setting(60, integer(1, 3600))
+    answer_fast_target_percent: float = setting(97.5, number(0, 100))
+    answer_slow_seconds: int = setting(180, integer(1, 3600))
+    answer_slow_target_percent: float = setting(99.0, number(0, 100))
+    # A call that waited longer than this asks the operator for a reason.
+    long_wait_seconds: int = setting(180, integer(1, 3600))
+    # Offers accepted before their deadline, visits checked in within their window (percent).
+    offers_accepted_target_percent: float = setting(80.0, number(0, 100))
+    visits_on_time_target_percent: float = setting(95.0, number(0, 100))
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = setting(12349, integer(0, 2**31 - 1))
     residents: int = setting(5000, integer(0, 2_000_000))
@@ -387,6 +401,7 @@ class Config:
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    service_levels: ServiceLevelsConfig = field(default_factory=ServiceLevelsConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     # One entry per [[asterisk]] table; none: calls are unavailable.
     asterisk: tuple[AsteriskConfig, ...] = field(default=(), metadata={"array_of": AsteriskConfig})

@@ -39,7 +39,17 @@ log = logging.getLogger(__name__)
 
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
-    from dispatch.api import alerts, notices, orders, provider_admin, providers, residents, team_admin, teams
+    from dispatch.api import (
+        alerts,
+        notices,
+        orders,
+        provider_admin,
+        providers,
+        residents,
+        service_levels,
+        team_admin,
+        teams,
+    )
     from providers import job_page, sms_api, webhooks
     from telephony import calls_api
     from telephony.alarms import http_api
@@ -59,6 +69,7 @@ def api_modules() -> list[object]:
         job_page,
         http_api,
         calls_api,
+        service_levels,
     ]
 
 

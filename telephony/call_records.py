@@ -42,6 +42,8 @@ class CallRecord:
     hangup_cause: int | None
     resynced: bool
     context_id: uuid.UUID
+    # why a long wait was so long, as the operator said (dispatch/service_levels.py)
+    wait_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> CallRecord:
@@ -62,7 +64,8 @@ class CallRecord:
 
 COLUMNS = """id, server, linkedid, direction, caller_number, called_number, did, emergency, party,
     resident_id, device_id, provider_id, team_id, alert_id, attempt_id, queue, operator, arrived_at,
-    answered_at, ended_at, wait_seconds, talk_seconds, disposition, hangup_cause, resynced, context_id"""
+    answered_at, ended_at, wait_seconds, talk_seconds, disposition, hangup_cause, resynced, context_id,
+    wait_reason"""
 
 
 async def get_call(conn: Conn, call_id: int) -> CallRecord | None:

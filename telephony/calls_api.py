@@ -371,6 +371,7 @@ SCHEMAS: dict[str, Any] = {
             "disposition": _nullable("string", enum=[*(d.value for d in Disposition), None]),
             "hangup_cause": _nullable("integer", description="Q.850"),
             "resynced": {"type": "boolean"},
+            "wait_reason": _nullable("string", description="why a long wait was long, as the operator said"),
         },
     },
     "CallPage": page_schema("Call"),

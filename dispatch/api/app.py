@@ -13,7 +13,7 @@ from prometheus_client import Counter, Histogram
 from dispatch.api import health, openapi
 from dispatch.api.auth import Handler, bearer_auth
 from dispatch.api.errors import ApiError, json_error
-from dispatch.api.keys import COMPONENTS, OPENAPI_PATHS, RUNTIME
+from dispatch.api.keys import COMPONENTS, OPENAPI_PATHS, RUNTIME, SCRAPE_HOOKS
 from dispatch.components import Component
 from dispatch.runtime import Runtime
 
@@ -65,7 +65,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 def build_app(
     runtime: Runtime, components: Sequence[Component], modules: Sequence[Any] = ()
 ) -> web.Application:
-    """`modules` are API modules with `routes` and optionally `OPENAPI` (paths) and `SCHEMAS`."""
+    """`modules` are API modules with `routes` and optionally `OPENAPI` (paths), `SCHEMAS` and
+    `ON_SCRAPE` (run before /metrics is rendered)."""
     app = web.Application(
         middlewares=[_metrics_middleware(runtime), errors_as_json, bearer_auth],
         client_max_size=4 * 1024 * 1024,
@@ -76,6 +77,7 @@ def build_app(
         app.router.add_routes(module.routes)
     paths, schemas = openapi_parts(modules)
     app[OPENAPI_PATHS] = {"paths": paths, "schemas": schemas}
+    app[SCRAPE_HOOKS] = [module.ON_SCRAPE for module in modules if hasattr(module, "ON_SCRAPE")]
     return app
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dispatch.api.errors import ok
-from dispatch.api.keys import COMPONENTS, RUNTIME
+from dispatch.api.keys import COMPONENTS, RUNTIME, SCRAPE_HOOKS
 
 routes = web.RouteTableDef()
 
@@ -34,6 +34,8 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[RUNTIME].metrics
+    for hook in request.app.get(SCRAPE_HOOKS, []):
+        await hook(request.app)
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,3 +19,7 @@ COMPONENTS: web.AppKey[list[Component]] = web.AppKey("components")
 ALERT_DESK: web.AppKey[AlertDesk] = web.AppKey("alert_desk")
 USER: web.RequestKey[User] = web.RequestKey("user", User)
 OPENAPI_PATHS: web.AppKey[dict[str, Any]] = web.AppKey("openapi_paths")
+# Run before /metrics is rendered, to bring gauges worked out from rows up to date (`ON_SCRAPE`
+# of an API module).
+ScrapeHook = Callable[[web.Application], Awaitable[None]]
+SCRAPE_HOOKS: web.AppKey[list[ScrapeHook]] = web.AppKey("scrape_hooks")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,3 +101,34 @@ def time_param(query: Mapping[str, str], name: str = "since") -> dt.datetime | N
         return value.astimezone(dt.UTC)
     except OverflowError:
         raise bad_request(name, "the time is out of range") from None
+
+
+# Days far outside these are typing mistakes, and day + 1 must still be a date.
+FIRST_DAY = dt.date(2000, 1, 1)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+LAST_DAY = dt.date(2100, 12, 31)
+
+
+def day_param(query: Mapping[str, str], today: dt.date, name: str = "day") -> dt.date:
+    """A local calendar day (2026-11-23), `today` when absent."""
+    raw = query.get(name)
+    if not raw:
+        return today
+    try:
+        value = dt.date.fromisoformat(raw) if _DAY.fullmatch(raw) else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise bad_request(name, "expected a day such as 2026-11-23")
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise bad_request(name, f"expected a day from {FIRST_DAY} to {LAST_DAY}")
+    return value
+
+
+def day_parameter(description: str) -> dict[str, Any]:
+    return {
+        "name": "day",
+        "in": "query",
+        "description": description,
+        "schema": {"type": "string", "format": "date"},
+    }
