@@ -314,6 +314,25 @@ class OrdersConfig:
     weight_fairness: float = setting(0.20, number(0, 100))
     # The distance at which the distance part is worth half of a provider next door.
     distance_half_km: float = setting(5.0, number(0.1, 1000))
+    # The follow-up call (回访) is placed this long after check-out, moved out of quiet hours.
+    follow_up_delay_seconds: float = setting(7200.0, number(0, 7 * 86400))
+    # Tries of a follow-up, reassurance or alert follow-up call before an operator is asked.
+    follow_up_tries: int = setting(3, integer(1, 10))
+    follow_up_retry_seconds: float = setting(1800.0, number(60, 86400))
+    # No call Careline places on its own starts in [quiet_start_hour, quiet_end_hour) local time.
+    quiet_start_hour: int = setting(21, integer(0, 23))
+    quiet_end_hour: int = setting(8, integer(0, 23))
+    # How long past a try's ring time the IVR's report is waited for before it counts unanswered.
+    call_result_grace_seconds: float = setting(120.0, number(10, 3600))
+    # A device fault opens a repair order for this catalogue item with a remedy clock.
+    repair_item_code: str = setting("AR16", text)
+    repair_remedy_seconds: float = setting(7200.0, number(600, 7 * 86400))
+    # A follow-up call asked for when an alert is closed is placed this long after, by default.
+    alert_follow_up_seconds: float = setting(3600.0, number(0, 86400))
+    # Defaults of a new care plan: unanswered calls in a row before an inactivity alert, and
+    # how long after an unanswered care call it is tried again.
+    care_unanswered_threshold: int = setting(3, integer(1, 20))
+    care_retry_seconds: int = setting(600, integer(0, 86400))
 
     def __post_init__(self) -> None:
         weights = (

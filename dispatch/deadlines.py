@@ -128,6 +128,36 @@ async def cancel_deadlines(
     return int(result.split()[-1])
 
 
+async def bring_forward(
+    conn: Conn,
+    *,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    now: dt.datetime,
+    payload: dict[str, Any] | None = None,
+) -> int:
+    """Make pending deadlines of a subject (of this kind, whose payload contains `payload`) due
+    now, and wake the runner at commit: an outcome reported early is acted on at once, and the
+    row still fires at its own time when the report (or the process) was lost. Returns how many."""
+    moved = await conn.fetchval(
+        """WITH moved AS (
+               UPDATE deadlines SET due_at = $4
+               WHERE kind = $1 AND subject_type = $2 AND subject_id = $3 AND payload @> $5::jsonb
+                 AND fired_at IS NULL AND cancelled_at IS NULL AND due_at > $4
+               RETURNING id)
+           SELECT m.n FROM (SELECT count(*) AS n FROM moved) m,
+                LATERAL (SELECT CASE WHEN m.n > 0 THEN pg_notify($6, '') END) wake""",
+        kind,
+        subject_type,
+        subject_id,
+        now,
+        payload or {},
+        NOTIFY_CHANNEL,
+    )
+    return int(moved)
+
+
 async def pending_deadlines(conn: Conn, subject_type: str, subject_id: int) -> list[Deadline]:
     rows = await conn.fetch(
         """SELECT id, kind, subject_type, subject_id, due_at, payload, attempts FROM deadlines

@@ -45,6 +45,9 @@ class OrderSource(StrEnum):
     BUTTON = "button"
     CALL = "call"
     API = "api"
+    # opened by a device's fault (a repair order), or as follow-up work of an alert
+    DEVICE = "device"
+    ALERT = "alert"
 
 
 class EvidenceSource(StrEnum):
@@ -122,6 +125,8 @@ class Order:
     settlement_ref: str | None
     closed_at: dt.datetime | None
     close_reason: str
+    # the alert this order is follow-up work of (one case file)
+    alert_id: int | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Order:
@@ -160,7 +165,7 @@ COLUMNS = """id, resident_id, item_code, source, device_id, state, urgent, windo
     subsidy_programme, subsidy_month, allowance_fen, allowance_left_fen, subsidy_reasons, provider_id,
     accepted_at,
     checked_in_at, checked_in_source, checked_out_at, checked_out_source, service_seconds, rating,
-    follow_up_note, confirmed_at, settled_at, settlement_ref, closed_at, close_reason"""
+    follow_up_note, confirmed_at, settled_at, settlement_ref, closed_at, close_reason, alert_id"""
 
 
 async def get_order(conn: Conn, order_id: int, *, for_update: bool = False) -> Order:
@@ -186,13 +191,14 @@ class NewOrder:
     notes: str
     split: SubsidySplit
     device_id: int | None = None
+    alert_id: int | None = None
 
 
 INSERT_ORDER = f"""
 INSERT INTO service_orders (resident_id, item_code, source, device_id, urgent, window_start, window_end,
     notes, context_id, created_at, created_by, price_fen, covered_fen, copay_fen, not_eligible_fen,
-    subsidy_programme, subsidy_month, allowance_fen, allowance_left_fen, subsidy_reasons)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    subsidy_programme, subsidy_month, allowance_fen, allowance_left_fen, subsidy_reasons, alert_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 RETURNING {COLUMNS}
 """
 
@@ -224,6 +230,7 @@ async def insert_order(
         split.allowance_fen,
         split.allowance_left_fen,
         [{"zh": zh, "en": en} for zh, en in split.reasons],
+        new.alert_id,
     )
     assert row is not None
     order = Order.from_row(row)
@@ -238,6 +245,7 @@ async def insert_order(
         data={
             "item_code": order.item_code,
             "source": order.source.value,
+            **({"alert_id": order.alert_id} if order.alert_id else {}),
             "window_start": order.window_start.isoformat(),
             "window_end": order.window_end.isoformat(),
             "split": split.as_json(),

@@ -26,6 +26,7 @@ from dispatch.order_deadlines import register_order_deadlines
 from dispatch.order_desk import OrderDesk
 from dispatch.order_replies import register_order_replies
 from dispatch.runtime import Runtime
+from dispatch.service_calls import wire_service_calls
 from providers.outbox import SmsWorker
 from providers.sms import make_sender
 from telephony.alarms.dc09_server import Dc09Server
@@ -137,6 +138,14 @@ class Service:
             register_order_replies(self.order_desk)
             # Calls Careline places: a deadline fails one Asterisk never reported on.
             register_call_attempts(self.deadline_handlers)
+            # Telephony: one component per [[asterisk]] server (AMI link, call tracking, recording),
+            # built here (started below) because the service lane's call tasks place calls through it.
+            self.telephony = Telephony(self.runtime, self.desk)
+            watch = wire_service_calls(
+                self.runtime, self.deadline_handlers, self.order_desk, self.telephony.originator
+            )
+            await self._start(watch)
+            components.append(watch)
             deadlines = DeadlineRunner(
                 self.runtime,
                 self.deadline_handlers,
@@ -145,8 +154,6 @@ class Service:
             )
             await self._start(deadlines)
             components.append(deadlines)
-            # Telephony: one component per [[asterisk]] server (AMI link, call tracking, recording).
-            self.telephony = Telephony(self.runtime, self.desk)
             for server in self.telephony.components():
                 await self._start(server)
                 components.append(server)

@@ -18,6 +18,7 @@ from dispatch.config import OrdersConfig
 from dispatch.database import Conn
 from dispatch.deadlines import cancel_deadlines
 from dispatch.events import DomainEvent
+from dispatch.follow_up import drop_follow_up, schedule_follow_up
 from dispatch.offers import OfferOutcome, close_offer_jobs, offers_of
 from dispatch.order_messages import complaint_notice, late_visit_notice, remind, tell_family
 from dispatch.orders import (
@@ -138,6 +139,7 @@ class VisitDesk:
             holder = next((o for o in await offers_of(conn, order.id) if o.holds_order), None)
             if holder is not None:
                 await close_offer_jobs(conn, {holder.job_id: OfferOutcome.ACCEPTED}, at=now)
+            events.append(await schedule_follow_up(conn, self.settings, self.runtime.tz, moved.order, now))
         return moved.order
 
     @staticmethod
@@ -161,29 +163,44 @@ class VisitDesk:
         _check_rating(rating)
 
         async def work(conn: Conn, events: list[DomainEvent]) -> Order:
-            now = self.runtime.clock()
             order = await get_order(conn, order_id, for_update=True)
-            # only a completed order is confirmed, whatever the rating
-            ensure_allowed(order, "confirm")
-            action = "complain" if rating <= 2 else "confirm"
-            moved = await transition(
-                conn,
-                order_id,
-                action,
-                actor=actor,
-                at=now,
-                value=rating,
-                reason=note_text,
-                data={"rating": rating},
-            )
-            events.append(moved.event)
-            if moved.order.state is OrderState.COMPLAINT:
-                events.append(await complaint_notice(conn, moved.order, rating, now))
-            await self._rate_provider(conn, moved.order)
-            await tell_family(conn, self.runtime, moved.order)
-            return moved.order
+            return await self.confirm_in(conn, events, order, actor, rating=rating, note_text=note_text)
 
         return await self._run(work)
+
+    async def confirm_in(
+        self,
+        conn: Conn,
+        events: list[DomainEvent],
+        order: Order,
+        actor: str,
+        *,
+        rating: int,
+        note_text: str = "",
+    ) -> Order:
+        """`confirm` in the caller's transaction, on an order it locked (the IVR's rating call)."""
+        _check_rating(rating)
+        now = self.runtime.clock()
+        # only a completed order is confirmed, whatever the rating
+        ensure_allowed(order, "confirm")
+        action = "complain" if rating <= 2 else "confirm"
+        moved = await transition(
+            conn,
+            order.id,
+            action,
+            actor=actor,
+            at=now,
+            value=rating,
+            reason=note_text,
+            data={"rating": rating},
+        )
+        events.append(moved.event)
+        if moved.order.state is OrderState.COMPLAINT:
+            events.append(await complaint_notice(conn, moved.order, rating, now))
+        await self._rate_provider(conn, moved.order)
+        await tell_family(conn, self.runtime, moved.order)
+        await drop_follow_up(conn, moved.order, now)
+        return moved.order
 
     async def rate(self, order_id: int, actor: str, *, rating: int, note_text: str = "") -> Order:
         """A rating given or changed after the visit; 1 or 2 on a completed or confirmed order is a

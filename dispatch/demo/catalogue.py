@@ -102,6 +102,8 @@ ITEMS: tuple[Item, ...] = (
     _item("AR13", "门窗维修", "Door and window repair", "visit", 60),
     _item("AR14", "适老化改造评估", "Age-friendly home assessment", "visit", 100, _S),
     _item("AR15", "安装扶手", "Grab bar installation", "item", 80, _S),
+    # a home unit, pendant or sensor that fell silent or reports a fault: the repair order a device opens
+    _item("AR16", "呼叫器设备维修", "Alarm unit repair", "visit", 50, _S, _U),
     _item("MS01", "午餐送餐", "Lunch delivery", "meal", 15, _S),
     _item("MS02", "晚餐送餐", "Dinner delivery", "meal", 15, _S),
     _item("MS03", "早餐送餐", "Breakfast delivery", "meal", 8, _S),

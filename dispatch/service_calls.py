@@ -1,0 +1,25 @@
+"""The service lane's calls, wired in one place for the composition root (dispatch/service.py).
+
+Call tasks (follow-up rating calls) run on the shared deadline runner; `BusWatch` only hurries
+them when Asterisk reports a try's result. `wire_service_calls` registers the deadline
+handlers and returns the watch component for the service to start before the runner.
+"""
+
+from __future__ import annotations
+
+from dispatch.call_task_steps import BusWatch, CallTaskSteps
+from dispatch.call_tasks import TaskReason
+from dispatch.deadlines import DeadlineHandlers
+from dispatch.follow_up import FollowUpHooks
+from dispatch.order_desk import OrderDesk
+from dispatch.runtime import Runtime
+from telephony.originate import Originator
+
+
+def wire_service_calls(
+    runtime: Runtime, handlers: DeadlineHandlers, order_desk: OrderDesk, originator: Originator
+) -> BusWatch:
+    steps = CallTaskSteps(runtime, originator)
+    steps.add(TaskReason.ORDER_FOLLOW_UP, FollowUpHooks(order_desk))
+    steps.register(handlers)
+    return BusWatch(runtime, [("call-tasks", steps.on_attempt_event, "call_attempt.")])
