@@ -232,6 +232,17 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    # A console session ends this many hours after log-in (one shift and a little).
+    session_hours: float = setting(12.0, number(0.1, 168))
+    # auto: the session cookie is Secure when the request came over TLS or server.public_url is https.
+    secure_cookies: str = setting("auto", choice("auto", "always", "never"))
+    # This many refused log-ins of one user name from one address within the window → refused.
+    login_failures_allowed: int = setting(5, integer(1, 1000))
+    login_window_seconds: float = setting(300.0, number(1, 86400))
+
+
+@dataclass(frozen=True)
 class SmsConfig:
     # Both set: messages go through Twilio. Either missing: the development outbox.
     twilio_account_sid: str = setting("", text, env="TWILIO_ACCOUNT_SID", secret=True)
@@ -416,6 +427,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     locale: LocaleConfig = field(default_factory=LocaleConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)

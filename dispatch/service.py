@@ -51,6 +51,7 @@ def api_modules() -> list[object]:
         team_admin,
         teams,
     )
+    from dispatch.console import app as console
     from providers import job_page, sms_api, webhooks
     from telephony import calls_api
     from telephony.alarms import http_api
@@ -71,6 +72,7 @@ def api_modules() -> list[object]:
         http_api,
         calls_api,
         service_levels,
+        console,
     ]
 
 

@@ -29,6 +29,9 @@ from dispatch.runtime import Runtime
 from dispatch.service import Service
 from tests.helpers import with_database
 
+# The console tests' browser fixture and its screenshot-on-failure hook.
+pytest_plugins = ["tests.browser"]
+
 TEMPLATE = f"careline_template_{os.getpid()}"
 
 

@@ -328,6 +328,7 @@ async def test_prepare_demo_floor_builds_once_and_prints_fresh_log_ins(
         return admin.group(1), operator.group(1), token.group(1)
 
     assert url in first
+    assert f"{url}/console/" in first
     assert url in second
     old_admin, old_operator, old_token = credentials(first)
     admin_password, operator_password, token = credentials(second)
@@ -342,11 +343,14 @@ async def test_prepare_demo_floor_builds_once_and_prints_fresh_log_ins(
         assert operator is not None
         assert operator.role == "operator"
         assert await user_for_password(conn, "demo-operator", old_operator) is None
+        supervisor = re.search(r"demo-supervisor .*密码: (\S+)", second)
+        assert supervisor, second
+        assert await user_for_password(conn, "demo-supervisor", supervisor.group(1)) is not None
         by_token = await user_for_token(conn, token)
         assert by_token is not None
         assert by_token.username == "demo-admin"
         assert await user_for_token(conn, old_token) is None
-    assert await runtime.pool.fetchval("SELECT count(*) FROM users") == 2
+    assert await runtime.pool.fetchval("SELECT count(*) FROM users") == 3
 
 
 async def test_birth_dates_follow_the_clock(runtime: Runtime) -> None:

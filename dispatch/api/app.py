@@ -67,14 +67,18 @@ def build_app(
 ) -> web.Application:
     """`modules` are API modules with `routes` and optionally `OPENAPI` (paths), `SCHEMAS` and
     `ON_SCRAPE` (run before /metrics is rendered)."""
+    # The console's session middleware (its MIDDLEWARES) signs a request in before the bearer check.
+    own_middlewares = [m for module in modules for m in getattr(module, "MIDDLEWARES", ())]
     app = web.Application(
-        middlewares=[_metrics_middleware(runtime), errors_as_json, bearer_auth],
+        middlewares=[_metrics_middleware(runtime), errors_as_json, *own_middlewares, bearer_auth],
         client_max_size=4 * 1024 * 1024,
     )
     app[RUNTIME] = runtime
     app[COMPONENTS] = list(components)
     for module in (health, openapi, *modules):
         app.router.add_routes(module.routes)
+        if hasattr(module, "setup_app"):
+            module.setup_app(app)
     paths, schemas = openapi_parts(modules)
     app[OPENAPI_PATHS] = {"paths": paths, "schemas": schemas}
     app[SCRAPE_HOOKS] = [module.ON_SCRAPE for module in modules if hasattr(module, "ON_SCRAPE")]

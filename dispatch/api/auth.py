@@ -22,7 +22,8 @@ OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("POST", "/api/v1/alarms")}
 @web.middleware
 async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if (
-        not request.path.startswith("/api/v1/")
+        USER in request  # signed in by a console session (dispatch/console/pages.py)
+        or not request.path.startswith("/api/v1/")
         or request.path.startswith(OPEN_PREFIXES)
         or (request.method, request.path) in OPEN_ROUTES
     ):

@@ -18,6 +18,7 @@ from dispatch.runtime import Runtime
 from dispatch.users import Role, ensure_user, issue_token
 
 ADMIN = "demo-admin"
+SUPERVISOR = "demo-supervisor"
 OPERATOR = "demo-operator"
 TOKEN_LABEL = "demo (careline serve --demo)"
 
@@ -31,6 +32,7 @@ _REVOKE_DEMO_TOKENS = """
 class DemoAccess:
     console_url: str
     admin_password: str
+    supervisor_password: str
     operator_password: str
     api_token: str
 
@@ -40,11 +42,12 @@ class DemoAccess:
             (
                 rule,
                 "Careline 12349 demo / 演示环境 — these log-ins change at every start / 每次启动重新生成",
-                # The console comes with its own issue; until then the API is the way in.
+                f"  console 控制台: {self.console_url}/console/",
                 f"  API 接口说明:  {self.console_url}/api/openapi.json",
                 f"  health 状态:   {self.console_url}/healthz",
-                f"  {ADMIN:<14} (admin 管理员)      password 密码: {self.admin_password}",
-                f"  {OPERATOR:<14} (operator 话务员)   password 密码: {self.operator_password}",
+                f"  {ADMIN:<15} (admin 管理员)      password 密码: {self.admin_password}",
+                f"  {SUPERVISOR:<15} (supervisor 班长)  password 密码: {self.supervisor_password}",
+                f"  {OPERATOR:<15} (operator 话务员)   password 密码: {self.operator_password}",
                 f"  API token for {ADMIN} / API 令牌: {self.api_token}",
                 "  try it / 试一试:",
                 f'    curl -H "Authorization: Bearer {self.api_token}" {self.console_url}/api/v1/residents',
@@ -55,12 +58,16 @@ class DemoAccess:
 
 async def ensure_demo_access(conn: Conn, console_url: str) -> DemoAccess:
     admin_password = secrets.token_urlsafe(12)
+    supervisor_password = secrets.token_urlsafe(12)
     operator_password = secrets.token_urlsafe(12)
     admin = await ensure_user(conn, ADMIN, Role.ADMIN, display_name="演示管理员", password=admin_password)
+    await ensure_user(
+        conn, SUPERVISOR, Role.SUPERVISOR, display_name="演示班长", password=supervisor_password
+    )
     await ensure_user(conn, OPERATOR, Role.OPERATOR, display_name="演示话务员", password=operator_password)
     await conn.execute(_REVOKE_DEMO_TOKENS, admin.id, TOKEN_LABEL)
     token = await issue_token(conn, admin.id, label=TOKEN_LABEL)
-    return DemoAccess(console_url.rstrip("/"), admin_password, operator_password, token)
+    return DemoAccess(console_url.rstrip("/"), admin_password, supervisor_password, operator_password, token)
 
 
 async def prepare_demo_floor(runtime: Runtime) -> None:

@@ -1,0 +1,30 @@
+"""The console as the web application mounts it: its routes, middlewares and start-up hook.
+
+`dispatch.service.api_modules()` lists this module; `build_app` adds `routes`,
+puts `MIDDLEWARES` before the API's bearer authentication, and calls `setup_app`.
+A new console page module is added to `PAGE_MODULES` (see the package docstring).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dispatch.console import access_log, floor, live, login
+from dispatch.console.csrf import csrf_middleware
+from dispatch.console.i18n import HERE
+from dispatch.console.pages import session_middleware
+
+PAGE_MODULES = [login, floor, live, access_log]
+
+# The session first (it says who is asking), then the CSRF check (it needs the session's token).
+MIDDLEWARES = [session_middleware, csrf_middleware]
+
+routes: list[web.AbstractRouteDef] = [
+    *(route for module in PAGE_MODULES for route in module.routes),
+    # Every script and style sheet is served from here: the floor may be on a closed network.
+    web.static("/console/static", HERE / "static"),
+]
+
+
+def setup_app(app: web.Application) -> None:
+    live.setup(app)
