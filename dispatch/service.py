@@ -46,6 +46,7 @@ def api_modules() -> list[object]:
         orders,
         provider_admin,
         providers,
+        resident_timeline,
         residents,
         service_levels,
         team_admin,
@@ -59,6 +60,7 @@ def api_modules() -> list[object]:
     # provider_admin after providers, team_admin after teams: each re-declares the paths they share.
     return [
         residents,
+        resident_timeline,
         providers,
         provider_admin,
         teams,
