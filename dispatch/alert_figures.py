@@ -1,7 +1,8 @@
 """Emergency-lane figures per day (Asia/Shanghai days), today's computed live on request.
 
 Share of alerts acknowledged within the first escalation deadline, seconds to
-acknowledgement and to the first team dispatch (p50/p90), escalations, false alarms.
+acknowledgement, to the first team dispatch and to the team on scene (p50/p90), escalations,
+false alarms.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ WITH days AS (
            extract(epoch FROM al.acknowledged_at - al.raised_at) AS ack_s,
            extract(epoch FROM (SELECT min(d.dispatched_at) FROM alert_dispatches d WHERE d.alert_id = al.id)
                               - al.raised_at) AS dispatch_s,
+           extract(epoch FROM al.on_scene_at - al.raised_at) AS on_scene_s,
            al.state, al.outcome
     FROM alerts al
     WHERE al.raised_at >= ($1::date)::timestamp AT TIME ZONE $3
@@ -43,6 +45,8 @@ SELECT days.day,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY a.ack_s) AS ack_p90,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY a.dispatch_s) AS dispatch_p50,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY a.dispatch_s) AS dispatch_p90,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.on_scene_s) AS on_scene_p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY a.on_scene_s) AS on_scene_p90,
        count(*) FILTER (WHERE a.state NOT IN ('resolved', 'cancelled')) AS still_open,
        count(*) FILTER (WHERE a.outcome = 'false_alarm') AS resolved_false,
        coalesce(max(e.escalations), 0) AS escalations,
@@ -66,6 +70,8 @@ class DayFigures:
     seconds_to_acknowledge_p90: float | None
     seconds_to_dispatch_p50: float | None
     seconds_to_dispatch_p90: float | None
+    seconds_to_on_scene_p50: float | None
+    seconds_to_on_scene_p90: float | None
     escalations: int
     false_alarms: int
     still_open: int
@@ -99,6 +105,8 @@ async def daily_figures(
                 seconds_to_acknowledge_p90=_round(r["ack_p90"]),
                 seconds_to_dispatch_p50=_round(r["dispatch_p50"]),
                 seconds_to_dispatch_p90=_round(r["dispatch_p90"]),
+                seconds_to_on_scene_p50=_round(r["on_scene_p50"]),
+                seconds_to_on_scene_p90=_round(r["on_scene_p90"]),
                 escalations=r["escalations"],
                 false_alarms=r["resolved_false"] + r["cancelled_false"],
                 still_open=r["still_open"],

@@ -42,6 +42,7 @@ def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import (
         alerts,
+        figures,
         notices,
         orders,
         provider_admin,
@@ -74,6 +75,7 @@ def api_modules() -> list[object]:
         http_api,
         calls_api,
         service_levels,
+        figures,
         console,
     ]
 
