@@ -42,11 +42,13 @@ def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import (
         alerts,
+        care_plans,
         figures,
         notices,
         orders,
         provider_admin,
         providers,
+        reports,
         resident_timeline,
         residents,
         service_levels,
@@ -67,6 +69,7 @@ def api_modules() -> list[object]:
         teams,
         team_admin,
         alerts,
+        care_plans,
         orders,
         notices,
         sms_api,
@@ -76,6 +79,7 @@ def api_modules() -> list[object]:
         calls_api,
         service_levels,
         figures,
+        reports,
         console,
     ]
 
@@ -148,7 +152,7 @@ class Service:
             # built here (started below) because the service lane's call tasks place calls through it.
             self.telephony = Telephony(self.runtime, self.desk)
             watch = wire_service_calls(
-                self.runtime, self.deadline_handlers, self.order_desk, self.telephony.originator
+                self.runtime, self.deadline_handlers, self.order_desk, self.desk, self.telephony.originator
             )
             await self._start(watch)
             components.append(watch)

@@ -1,14 +1,17 @@
 """The service lane's calls, wired in one place for the composition root (dispatch/service.py).
 
-Call tasks (follow-up rating calls) run on the shared deadline runner; `BusWatch` only hurries
-them when Asterisk reports a try's result. `wire_service_calls` registers the deadline
-handlers and returns the watch component for the service to start before the runner.
+Call tasks (follow-up rating calls, care plans' care calls) run on the shared deadline
+runner; `BusWatch` only hurries them when Asterisk reports a try's result.
+`wire_service_calls` registers the deadline handlers and returns the watch component for the
+service to start before the runner.
 """
 
 from __future__ import annotations
 
+from dispatch.alert_desk import AlertDesk
 from dispatch.call_task_steps import BusWatch, CallTaskSteps
 from dispatch.call_tasks import TaskReason
+from dispatch.care_plans import CarePlanHooks, register_care_plans
 from dispatch.deadlines import DeadlineHandlers
 from dispatch.follow_up import FollowUpHooks
 from dispatch.order_desk import OrderDesk
@@ -17,9 +20,15 @@ from telephony.originate import Originator
 
 
 def wire_service_calls(
-    runtime: Runtime, handlers: DeadlineHandlers, order_desk: OrderDesk, originator: Originator
+    runtime: Runtime,
+    handlers: DeadlineHandlers,
+    order_desk: OrderDesk,
+    alert_desk: AlertDesk,
+    originator: Originator,
 ) -> BusWatch:
     steps = CallTaskSteps(runtime, originator)
     steps.add(TaskReason.ORDER_FOLLOW_UP, FollowUpHooks(order_desk))
+    steps.add(TaskReason.CARE_PLAN, CarePlanHooks(alert_desk))
     steps.register(handlers)
+    register_care_plans(handlers, runtime)
     return BusWatch(runtime, [("call-tasks", steps.on_attempt_event, "call_attempt.")])
