@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from dispatch.imports import ImportFileError, import_file
 from dispatch.logs import setup_logging
 from dispatch.runtime import Runtime
 from dispatch.service import Service
+from dispatch.settlement import BadMonth, parse_month, run_settlement
 from dispatch.users import Role, UserError, create_user, issue_token
 from telephony.alarms.simulator import SIA_BY_KIND
 
@@ -55,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=["residents", "providers"])
     imp.add_argument("file", type=Path)
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    settlement = report_sub.add_parser(
+        "settlement", help="the month's settlement workbook (.xlsx): confirmed and settled orders"
+    )
+    settlement.add_argument("--month", required=True, help="YYYY-MM, the Asia/Shanghai month of service")
+    settlement.add_argument("--out", required=True, type=Path, help="the .xlsx file to write")
+    settlement.add_argument(
+        "--settle", action="store_true", help="also mark the month's confirmed orders settled (idempotent)"
+    )
+    settlement.add_argument("--ref", default=None, help="settlement reference (default JS<YYYYMM>)")
+    settlement.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
@@ -149,6 +164,20 @@ async def _import(config: Config, kind: str, path: Path, progress: bool) -> int:
             raise CommandError(str(exc)) from None
     print(report.describe())
     return 0 if not report.errors else 1
+
+
+async def _report_settlement(config: Config, args: argparse.Namespace) -> None:
+    try:
+        month = parse_month(args.month)
+    except BadMonth as exc:
+        raise CommandError(f"--month: {exc}") from None
+    if args.ref is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", args.ref):
+        raise CommandError("--ref: letters, digits, - and _ only, at most 40")
+    async with _database(config) as runtime:
+        report = await run_settlement(
+            runtime, month, args.out, settle=args.settle, ref=args.ref, progress=not args.no_progress
+        )
+    print(report.describe())
 
 
 async def _user_add(config: Config, args: argparse.Namespace) -> None:
@@ -253,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(_demo_data(config, args.seed, args.replace))
             case "import":
                 return asyncio.run(_import(config, args.kind, args.file, not args.no_progress))
+            case "report":
+                asyncio.run(_report_settlement(config, args))
             case "user":
                 asyncio.run(_user_add(config, args))
             case "integration":
