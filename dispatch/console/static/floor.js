@@ -39,7 +39,7 @@
     }
   }
   function renderSoundToggle() {
-    $("sound-toggle").textContent = soundOn ? "🔔 " + t("Sound on") : "🔕 " + t("Sound off");
+    $("sound-toggle").textContent = soundOn ? t("Sound on") : t("Sound off");
   }
   $("sound-toggle").addEventListener("click", () => {
     soundOn = !soundOn;
@@ -134,7 +134,7 @@
       el("div", { class: "line1" },
         el("span", {}, "#" + order.id),
         el("span", { class: "name" }, order.resident_name),
-        order.urgent ? el("span", { class: "badge amber" }, "⚡") : null,
+        order.urgent ? el("span", { class: "badge amber" }, t("Urgent")) : null,
         order.overdue ? el("span", { class: "badge red overdue-mark" }, t("overdue")) : null),
       el("div", { class: "line2" }, C.lang === "en" ? order.item_en : order.item_zh, " · ", t(order.state)),
       el("div", { class: "line2" },
@@ -161,8 +161,13 @@
 
   async function refresh() {
     try {
+      const asked = Date.now();
       snapshot = await C.api("GET", "/console/api/floor");
-      skewMs = new Date(snapshot.now).getTime() - Date.now();
+      const answered = Date.now();
+      // The server's clock at the middle of the round trip; a browser clock only slightly off is
+      // left alone, so timers do not jump by the latency of each snapshot.
+      const skew = new Date(snapshot.now).getTime() - (asked + answered) / 2;
+      skewMs = Math.abs(skew) > 2000 ? skew : 0;
     } catch (error) {
       return;
     }
@@ -211,14 +216,14 @@
 
   function dl(pairs) {
     return el("dl", {}, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
-      .map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+      .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
 
   function cardNodes(data, alertId) {
     const r = data.resident;
     const place = r.place ? [r.place.district, r.place.street, r.place.community].filter(Boolean).join(" ") : "";
-    const health = [r.chronic_conditions, r.medication && "💊 " + r.medication, r.allergies && "⚠ " + r.allergies,
-      r.mobility, r.cognition, r.notes].filter(Boolean).join("；");
+    const health = [r.chronic_conditions, r.medication && t("Medication") + ": " + r.medication,
+      r.allergies && t("Allergies") + ": " + r.allergies, r.mobility, r.cognition, r.notes].filter(Boolean).join("；");
     const contacts = r.emergency_contacts.map((c) => el("tr", {},
       el("td", {}, c.position), el("td", {}, c.name), el("td", {}, c.relation), el("td", {}, c.display || c.phone),
       el("td", {}, alertId ? el("button", {
@@ -226,17 +231,17 @@
         onclick: () => callContact(alertId, c.position),
       }, t("Call contact")) : "")));
     const devices = r.devices.map((d) => el("tr", {},
-      el("td", {}, t(d.kind)), el("td", {}, d.serial), el("td", {}, d.status),
+      el("td", {}, t(d.kind)), el("td", {}, d.serial), el("td", {}, t(d.status)),
       el("td", {}, d.last_seen_at ? C.dateTime(d.last_seen_at) : "—"),
       el("td", {}, d.battery_percent !== null ? d.battery_percent + "%" : "")));
     const recent = [
-      ...data.calls.map((c) => [c.arrived_at, "☎ " + (c.disposition || c.direction) + (c.operator ? " · " + c.operator : "")]),
-      ...data.alerts.map((a) => [a.raised_at, "🚨 " + t(a.kind) + " · " + t(a.state)]),
-      ...data.orders.map((o) => [o.created_at, "🧾 #" + o.id + " " + o.item_code + " · " + t(o.state)]),
+      ...data.calls.map((c) => [c.arrived_at, t("Phone call") + " · " + t(c.disposition || c.direction) + (c.operator ? " · " + c.operator : "")]),
+      ...data.alerts.map((a) => [a.raised_at, t("Alert #%s", a.id) + " · " + t(a.kind) + " · " + t(a.state)]),
+      ...data.orders.map((o) => [o.created_at, t("Order #%s", o.id) + " · " + o.item_code + " · " + t(o.state)]),
     ].sort((a, b) => (a[0] < b[0] ? 1 : -1)).slice(0, 10);
     return [
       el("h2", { class: "resident-name", id: "card-name" }, r.name,
-        el("small", {}, " · " + r.age + t("years") + (r.sex === "F" || r.sex === "female" ? " ♀" : r.sex ? " ♂" : ""))),
+        el("small", {}, " · " + r.age + t("years") + " · " + t(r.sex === "F" ? "female" : "male"))),
       dl([
         [t("Address"), r.address],
         [t("Community"), place],
@@ -246,9 +251,9 @@
       ]),
       health ? el("p", { class: "health", id: "card-health" }, health) : null,
       el("h3", {}, t("Emergency contacts")),
-      el("table", { id: "card-contacts" }, contacts),
+      el("table", { id: "card-contacts" }, contacts.length ? contacts : el("tr", {}, el("td", {}, t("None")))),
       el("h3", {}, t("Devices")),
-      el("table", {}, devices),
+      el("table", {}, devices.length ? devices : el("tr", {}, el("td", {}, t("None")))),
       el("h3", {}, t("Recent")),
       el("table", { id: "card-recent" }, recent.map(([at, text]) => el("tr", {}, el("td", {}, C.dateTime(at)), el("td", {}, text)))),
     ];
@@ -363,7 +368,9 @@
       el("h2", { id: "alert-title" }, t("Alert #%s", a.id), " · ", t(a.kind), " · ", el("span", { id: "alert-state" }, t(a.state))),
       dl([
         [t("State"), t(a.state)],
-        [t("Suggested team"), suggested ? suggested.name + " (" + reasonsText(suggested.reasons) + ")" : t("No team available")],
+        a.team_id
+          ? [t("Team"), (detail.teams.find((team) => team.team_id === a.team_id) || {}).name || "#" + a.team_id]
+          : [t("Suggested team"), suggested ? suggested.name + " (" + reasonsText(suggested.reasons) + ")" : t("No team available")],
       ]),
       actions,
       detail.deadlines.length ? el("div", {}, el("h3", {}, t("Deadlines")),
