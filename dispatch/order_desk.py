@@ -12,6 +12,7 @@ offer ladder, replies and operators see one another's decisions in order.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -96,35 +97,66 @@ class OrderDesk(VisitDesk):
         """
 
         async def work(conn: Conn, events: list[DomainEvent]) -> Offered:
-            now = self.runtime.clock()
-            resident, item = resident_id, item_code
-            if device_id is not None:
-                device = await conn.fetchrow(
-                    "SELECT resident_id, service_item_code FROM devices WHERE id = $1", device_id
-                )
-                if device is None:
-                    raise InvalidOrder("device_id", f"no device {device_id}")
-                resident = resident or device["resident_id"]
-                item = item or device["service_item_code"]
-            start = window_start or now
-            end = window_end or start + dt.timedelta(seconds=self.settings.button_window_seconds)
-            new = await self._new_order(conn, resident, item, start, end, notes, source, device_id)
-            order, created = await insert_order(conn, new, actor=actor, at=now)
-            events.append(created)
-            await schedule_deadline(
+            return await self.create_order_in(
                 conn,
-                kind=LATE_VISIT,
-                subject_type="order",
-                subject_id=order.id,
-                due_at=order.window_start + dt.timedelta(seconds=self.settings.late_visit_grace_seconds),
+                events,
+                resident_id=resident_id,
+                item_code=item_code,
+                window_start=window_start,
+                window_end=window_end,
+                notes=notes,
+                source=source,
+                actor=actor,
+                device_id=device_id,
             )
-            try:
-                return await self._offer_in(conn, events, order, "offer", actor=actor, provider_id=None)
-            except NoCandidate:
-                order = await self._unfill(conn, events, order, "no provider can take it", now)
-                return Offered(order, [], [])
 
         return await self._run(work)
+
+    async def create_order_in(
+        self,
+        conn: Conn,
+        events: list[DomainEvent],
+        *,
+        resident_id: int | None,
+        item_code: str | None,
+        window_start: dt.datetime | None,
+        window_end: dt.datetime | None,
+        notes: str = "",
+        source: OrderSource,
+        actor: str,
+        device_id: int | None = None,
+        alert_id: int | None = None,
+    ) -> Offered:
+        """`create_order` in the caller's transaction (a device's repair, an alert's follow-up work)."""
+        now = self.runtime.clock()
+        resident, item = resident_id, item_code
+        if device_id is not None:
+            device = await conn.fetchrow(
+                "SELECT resident_id, service_item_code FROM devices WHERE id = $1", device_id
+            )
+            if device is None:
+                raise InvalidOrder("device_id", f"no device {device_id}")
+            resident = resident or device["resident_id"]
+            item = item or device["service_item_code"]
+        start = window_start or now
+        end = window_end or start + dt.timedelta(seconds=self.settings.button_window_seconds)
+        new = await self._new_order(conn, resident, item, start, end, notes, source, device_id)
+        order, created = await insert_order(
+            conn, dataclasses.replace(new, alert_id=alert_id), actor=actor, at=now
+        )
+        events.append(created)
+        await schedule_deadline(
+            conn,
+            kind=LATE_VISIT,
+            subject_type="order",
+            subject_id=order.id,
+            due_at=order.window_start + dt.timedelta(seconds=self.settings.late_visit_grace_seconds),
+        )
+        try:
+            return await self._offer_in(conn, events, order, "offer", actor=actor, provider_id=None)
+        except NoCandidate:
+            order = await self._unfill(conn, events, order, "no provider can take it", now)
+            return Offered(order, [], [])
 
     async def _new_order(
         self,

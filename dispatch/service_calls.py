@@ -15,6 +15,7 @@ from dispatch.care_plans import CarePlanHooks, register_care_plans
 from dispatch.deadlines import DeadlineHandlers
 from dispatch.follow_up import FollowUpHooks
 from dispatch.order_desk import OrderDesk
+from dispatch.repairs import ReassuranceHooks, Repairs
 from dispatch.runtime import Runtime
 from telephony.originate import Originator
 
@@ -29,6 +30,8 @@ def wire_service_calls(
     steps = CallTaskSteps(runtime, originator)
     steps.add(TaskReason.ORDER_FOLLOW_UP, FollowUpHooks(order_desk))
     steps.add(TaskReason.CARE_PLAN, CarePlanHooks(alert_desk))
+    steps.add(TaskReason.REPAIR_REASSURANCE, ReassuranceHooks())
     steps.register(handlers)
     register_care_plans(handlers, runtime)
+    Repairs(order_desk).register(handlers)
     return BusWatch(runtime, [("call-tasks", steps.on_attempt_event, "call_attempt.")])

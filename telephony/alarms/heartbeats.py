@@ -1,4 +1,4 @@
-"""Silent devices: one maintenance notice per silence, found by a recurring sweep.
+"""Silent devices: one maintenance notice (and a repair request) per silence, found by a sweep.
 
 Every message a device sends moves its `last_seen_at`; a trigger (migration 0006)
 keeps `silent_after` = last seen (or installed) + two heartbeat intervals and
@@ -22,6 +22,7 @@ from dispatch.components import Health
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
+from dispatch.repairs import request_repair
 from dispatch.runtime import Runtime
 from telephony.alarms.intake import DATABASE_DOWN
 
@@ -70,6 +71,8 @@ async def sweep_silent_devices(conn: Conn, now: dt.datetime, *, batch: int = BAT
                 at=now,
             )
         )
+        # the notice tells the floor; the repair order sends someone (dispatch/repairs.py)
+        await request_repair(conn, row["id"], "silent", now)
     return events
 
 

@@ -18,7 +18,8 @@ Decisions:
   operator closes one.
 - Low battery, mains loss and other faults update the device and raise one
   maintenance notice while one is open for that device and fault; tamper is an
-  alert (kind tamper).
+  alert (kind tamper). Each fault and tamper of a known device also asks for a
+  repair (dispatch/repairs.py: one open repair order per device, repeats join it).
 - An alarm from a device nobody registered is still stored, and an emergency
   from it still raises an alert (or joins the open one fed by the same sender).
 """
@@ -41,6 +42,7 @@ from dispatch.config import AlarmsConfig
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
+from dispatch.repairs import request_repair
 from dispatch.runtime import Runtime
 from telephony.alarms.kinds import (
     ALERT_KINDS,
@@ -310,6 +312,9 @@ async def _handle(
     now = message.received_at
     alert_kind = ALERT_KINDS.get(alarm.kind)
     if alert_kind is not None and alarm.qualifier is not Qualifier.RESTORE:
+        if alarm.kind is AlarmKind.TAMPER and alarm.qualifier is Qualifier.NEW and device is not None:
+            # a unit pulled off the wall is an alert now and a repair job after it (refitted)
+            await request_repair(conn, device.id, alarm.kind.value, now)
         return await _emergency(conn, desk, settings, message, device, alarm, alert_kind)
     if alert_kind is not None:
         return await _attach(conn, settings, message, device, alarm, alert_kind, "alarm.restored")
@@ -525,6 +530,9 @@ async def _maintenance(
         subject_id,
         message.sender,
     )
+    if device is not None:
+        # a repeat joins the device's open repair order, or opens one when the last is done
+        await request_repair(conn, device.id, alarm.kind.value, now)
     if already is not None:
         return _Handled(Outcome.DEVICE_UPDATED, notice_id=int(already))
     what = _FAULT_ZH[alarm.kind]
