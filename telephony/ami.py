@@ -65,6 +65,10 @@ class LinkState(StrEnum):
     STOPPED = "stopped"
 
 
+# What answers our actions (the rest is call events): a tuple, which isinstance checks fastest.
+_CONTROL = (Response, ChannelSnapshot, QueueMemberListed, ListComplete)
+
+
 class AmiError(Exception):
     """Something went wrong on an AMI link; the message is fit for /healthz and the log."""
 
@@ -344,7 +348,7 @@ class AmiLink:
         self.frames += len(messages)
         events: list[CallEvent | OriginateResult] = []
         for message in messages:
-            if isinstance(message, Response | ChannelSnapshot | QueueMemberListed | ListComplete):
+            if isinstance(message, _CONTROL):
                 self._control(message)
             else:
                 events.append(message)

@@ -10,7 +10,10 @@ panoramisk's codec is used where it fits: its `Message` decodes responses and us
 events (a case-insensitive dict of every header, about 20 µs a frame here). Call
 events, thousands a second, are split by a leaner reader into a plain dict for the
 record's constructor, and the most frequent (the Newchannel of a call's other
-channels, Hangup) are read from the few headers they need.
+channels, Hangup) are read from the few headers they need. In front of that, the
+call events are read by one match each against the order Asterisk writes their
+headers in (`FAST`); a frame laid out otherwise takes the general path, which
+gives the same records (a test holds the two together).
 
 Nothing from the wire raises out of here: a frame that lacks what its record needs,
 or carries a number that is not one, is counted and skipped.
@@ -358,6 +361,147 @@ def _light(frame: bytes, received: float) -> ChannelAdded | ChannelHungUp | None
     )
 
 
+class _Unusual(Exception):
+    """A frame not laid out as Asterisk writes it: read it with the general decoder instead."""
+
+
+def _layout(event: str, *keys: str) -> re.Pattern[str]:
+    """One event's frame as Asterisk writes it: `keys` in this order with any lines between, and
+    `Timestamp` (timestampevents = yes) right after `Privilege`. The groups are the timestamp
+    (None when absent) and then the values of `keys`. A line break other than CRLF fails the match."""
+    lines = r"(?:.*\r\n)*?"
+    head = rf"Event: {event}\r\n(?:Privilege: .*\r\n)?(?:Timestamp: (.*)\r\n)?"
+    body = "".join(rf"{lines}{key}: (.*)\r\n" for key in keys[:-1])
+    return re.compile(rf"{head}{body}{lines}{keys[-1]}: (.*)(?:\r\n|\Z)")
+
+
+def _stamp(raw: str | None, text: str, received: float) -> float:
+    """`_at` for a timestamp read from Asterisk's layout (one elsewhere in the frame: _Unusual)."""
+    if raw is None:
+        if "\nTimestamp: " in text:
+            raise _Unusual
+        return received
+    try:
+        value = float(raw)
+    except ValueError:
+        return received
+    return value if math.isfinite(value) and 1e9 < value < 1e11 else received
+
+
+_NEWCHANNEL = _layout(
+    "Newchannel", "Channel", "ChannelState", "CallerIDNum", "Context", "Exten", "Uniqueid", "Linkedid"
+)
+_HANGUP = _layout("Hangup", "Uniqueid", "Linkedid", "Cause")
+_NEWSTATE = _layout("Newstate", "ChannelState", "Uniqueid", "Linkedid")
+_NEWCALLERID = _layout("NewCallerid", "CallerIDNum", "Uniqueid", "Linkedid")
+_BRIDGEENTER = _layout(
+    "BridgeEnter", "BridgeUniqueid", "BridgeNumChannels", "Channel", "Uniqueid", "Linkedid"
+)
+_DIALBEGIN = _layout(
+    "DialBegin", "Uniqueid", "Linkedid", "DestChannel", "DestExten", "DestUniqueid", "DialString"
+)
+_DIALEND = _layout("DialEnd", "Uniqueid", "Linkedid", "DestChannel", "DestUniqueid", "DialStatus")
+_QUEUEJOIN = _layout("QueueCallerJoin", "Linkedid", "Queue")
+_QUEUEABANDON = _layout("QueueCallerAbandon", "Linkedid", "Queue", "HoldTime")
+_AGENTCONNECT = _layout("AgentConnect", "Linkedid", "Queue", "Interface", "MemberName", "HoldTime")
+_AGENTCOMPLETE = _layout("AgentComplete", "Linkedid", "HoldTime", "TalkTime")
+
+
+def _groups(layout: re.Pattern[str], text: str) -> tuple[str, ...]:
+    found = layout.match(text)
+    if found is None:
+        raise _Unusual
+    return found.groups()
+
+
+def _fast_newchannel(text: str, received: float) -> AmiMessage | None:
+    at, channel, state, caller, context, exten, uniqueid, linkedid = _groups(_NEWCHANNEL, text)
+    if uniqueid != linkedid:
+        return ChannelAdded(_stamp(at, text, received), linkedid, uniqueid)
+    return ChannelCreated(
+        _stamp(at, text, received), linkedid, uniqueid, channel, _caller(caller), exten, context, int(state)
+    )
+
+
+def _fast_hangup(text: str, received: float) -> AmiMessage | None:
+    at, uniqueid, linkedid, cause = _groups(_HANGUP, text)
+    return ChannelHungUp(_stamp(at, text, received), linkedid, uniqueid, _optional_int(cause) or 0)
+
+
+def _fast_newstate(text: str, received: float) -> AmiMessage | None:
+    at, state, uniqueid, linkedid = _groups(_NEWSTATE, text)
+    if uniqueid != linkedid:
+        return None
+    return ChannelStateChanged(_stamp(at, text, received), linkedid, uniqueid, int(state))
+
+
+def _fast_newcallerid(text: str, received: float) -> AmiMessage | None:
+    at, caller, uniqueid, linkedid = _groups(_NEWCALLERID, text)
+    if uniqueid != linkedid:
+        return None
+    return CallerIdChanged(_stamp(at, text, received), linkedid, uniqueid, _caller(caller))
+
+
+def _fast_bridgeenter(text: str, received: float) -> AmiMessage | None:
+    at, bridge, members, channel, uniqueid, linkedid = _groups(_BRIDGEENTER, text)
+    return BridgeJoined(_stamp(at, text, received), linkedid, uniqueid, channel, bridge, int(members))
+
+
+def _fast_dialbegin(text: str, received: float) -> AmiMessage | None:
+    at, uniqueid, linkedid, dest_channel, dest_exten, dest_uniqueid, dial_string = _groups(_DIALBEGIN, text)
+    if not linkedid:
+        raise _Unusual
+    return DialStarted(
+        _stamp(at, text, received), linkedid, uniqueid, dest_uniqueid, dest_channel, dest_exten, dial_string
+    )
+
+
+def _fast_dialend(text: str, received: float) -> AmiMessage | None:
+    at, uniqueid, linkedid, dest_channel, dest_uniqueid, status = _groups(_DIALEND, text)
+    if not linkedid:
+        raise _Unusual
+    return DialFinished(_stamp(at, text, received), linkedid, uniqueid, dest_uniqueid, dest_channel, status)
+
+
+def _fast_queuejoin(text: str, received: float) -> AmiMessage | None:
+    at, linkedid, queue = _groups(_QUEUEJOIN, text)
+    return QueueJoined(_stamp(at, text, received), linkedid, queue)
+
+
+def _fast_queueabandon(text: str, received: float) -> AmiMessage | None:
+    at, linkedid, queue, hold = _groups(_QUEUEABANDON, text)
+    return QueueAbandoned(_stamp(at, text, received), linkedid, queue, _optional_int(hold))
+
+
+def _fast_agentconnect(text: str, received: float) -> AmiMessage | None:
+    at, linkedid, queue, interface, member, hold = _groups(_AGENTCONNECT, text)
+    return AgentConnected(_stamp(at, text, received), linkedid, queue, interface, member, _optional_int(hold))
+
+
+def _fast_agentcomplete(text: str, received: float) -> AmiMessage | None:
+    at, linkedid, hold, talk = _groups(_AGENTCOMPLETE, text)
+    return AgentCompleted(_stamp(at, text, received), linkedid, _optional_int(hold), _optional_int(talk))
+
+
+# The call events of every call, read straight from Asterisk's layout: one match a frame instead of
+# a dict of every header. None: the event is not for the tracker (another channel's Newstate);
+# _Unusual, or a value that is not a number: the general decoder below reads (or skips) the frame.
+FastDecoder = Callable[[str, float], AmiMessage | None]
+FAST: dict[bytes | None, FastDecoder] = {
+    b"Newchannel": _fast_newchannel,
+    b"Hangup": _fast_hangup,
+    b"Newstate": _fast_newstate,
+    b"NewCallerid": _fast_newcallerid,
+    b"BridgeEnter": _fast_bridgeenter,
+    b"DialBegin": _fast_dialbegin,
+    b"DialEnd": _fast_dialend,
+    b"QueueCallerJoin": _fast_queuejoin,
+    b"QueueCallerAbandon": _fast_queueabandon,
+    b"AgentConnect": _fast_agentconnect,
+    b"AgentComplete": _fast_agentcomplete,
+}
+
+
 # A frame Careline wants starts right after a blank line with one of these first lines.
 _FRAME_START = re.compile(
     rb"\r\n\r\n(?:Event: (" + b"|".join(re.escape(name) for name in _WANTED) + rb")\r\n|Response: )"
@@ -413,10 +557,21 @@ class FrameReader:
         last = buffer.rfind(b"\r\n\r\n")
         out: list[AmiMessage] = []
         if last > 0:
+            fast_decoders = FAST
             for match in _FRAME_START.finditer(buffer, 0, last + 4):
                 start = match.start() + 4
                 end = buffer.find(b"\r\n\r\n", start)
                 name = match.group(1)
+                fast = fast_decoders.get(name)
+                if fast is not None:
+                    try:
+                        message = fast(buffer[start:end].decode("utf-8", "replace"), received)
+                    except (_Unusual, ValueError):
+                        pass
+                    else:
+                        if message is not None:
+                            out.append(message)
+                        continue
                 frame = buffer[start:end]
                 if name in _ROOT_ONLY and not _about_root(frame):
                     continue

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -99,6 +100,11 @@ class RowState:
     published: set[str] = field(default_factory=set)
     # the row as last committed: a call touched by events that change nothing in it is not rewritten
     written: tuple[Any, ...] | None = None
+
+    @functools.cached_property
+    def context_text(self) -> str:
+        """The context id as the JSON documents carry it (made once, not once a write)."""
+        return str(self.context_id)
 
 
 def _row(call: Call) -> RowState:
@@ -528,7 +534,7 @@ class CallRecorder:
             disposition.value if disposition else None,
             call.hangup_cause,
             call.resynced,
-            str(_row(call).context_id),
+            _row(call).context_text,
         )
 
     def _number(self, call: Call, raw: str | None) -> str | None:
@@ -619,7 +625,7 @@ class CallRecorder:
         rows = await conn.fetch(
             INSERT_EVENTS,
             self.actor.name,
-            [(p.at, p.data["call_id"], p.kind, str(_row(p.call).context_id), p.data) for p in pending],
+            [(p.at, p.data["call_id"], p.kind, _row(p.call).context_text, p.data) for p in pending],
         )
         return [
             DomainEvent(

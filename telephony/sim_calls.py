@@ -69,9 +69,14 @@ class CallFactory:
             }
 
         def event(
-            at: float, name: str, uid: str | None = None, extra: Sequence[tuple[str, str]] = ()
+            at: float,
+            name: str,
+            uid: str | None = None,
+            extra: Sequence[tuple[str, str]] = (),
+            lead: Sequence[tuple[str, str]] = (),
         ) -> None:
-            fields: list[tuple[str, str]] = [("Event", name), ("Privilege", "call,all")]
+            # `lead`: what Asterisk writes before the channel's fields (a bridge's, for BridgeEnter)
+            fields: list[tuple[str, str]] = [("Event", name), ("Privilege", "call,all"), *lead]
             if uid is not None:
                 fields += list(channels[uid].items())
             frames.append((at, render([*fields, *extra])[:-2]))
@@ -152,7 +157,7 @@ class CallFactory:
                     answered_at,
                     "BridgeEnter",
                     uid,
-                    [("BridgeUniqueid", bridge), ("BridgeNumChannels", str(count))],
+                    lead=[("BridgeUniqueid", bridge), ("BridgeNumChannels", str(count))],
                 )
             noise(answered_at, op_uid, 20)
             ended = answered_at + talk_seconds

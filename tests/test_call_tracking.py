@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from telephony import ami_codec
 from telephony.ami_codec import FrameReader, encode_action
-from telephony.ami_events import CallEvent, ChannelSnapshot, OriginateResult
+from telephony.ami_events import CallEvent, ChannelHungUp, ChannelSnapshot, OriginateResult
 from telephony.calls import (
     Call,
     CallRules,
@@ -214,6 +215,40 @@ def test_synthetic_calls_are_tracked_like_recorded_ones() -> None:
         ("13900139000", Disposition.ANSWERED, "8001", 3, 16),
     ]
     assert next(c for c in ended if c.caller == "13900139000").emergency
+
+
+def _decoded(data: bytes) -> list[object]:
+    reader = FrameReader()
+    return [
+        message
+        for start in range(0, len(data), 4096)
+        for message in reader.feed(data[start : start + 4096], 1.0)
+    ]
+
+
+@pytest.mark.parametrize("rename", [None, pjsip, dahdi_sip], ids=["local", "pjsip", "dahdi-sip"])
+def test_reading_asterisks_own_layout_gives_what_the_general_decoder_gives(
+    rename: Callable[[bytes], bytes] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path (one match per frame in Asterisk's header order) is only a shortcut."""
+    factory = CallFactory(epoch=1_795_400_000)
+    synthetic = interleave(
+        [
+            factory.inbound("13800138000", answered_by="8002", ring_seconds=5, talk_seconds=30),
+            factory.inbound("04716912345", answered_by=None, ring_seconds=12),
+        ],
+        [0.0, 1.0],
+    )
+    frames = [f for name in sorted(OUTCOMES) for f in [*recording(name).frames, *stamped(name)]]
+    frames += [f for _, f in synthetic]
+    if rename is not None:
+        frames = [rename(f) for f in frames]
+    data = stream(frames)
+    fast = _decoded(data)
+    monkeypatch.setattr(ami_codec, "FAST", {})
+    general = _decoded(data)
+    assert fast == general
+    assert sum(isinstance(m, ChannelHungUp) for m in fast) > 50
 
 
 @pytest.mark.parametrize(
