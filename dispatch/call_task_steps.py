@@ -167,6 +167,7 @@ class CallTaskSteps:
                     subject_id=task.id,
                     requested_by=ACTOR,
                     context_id=task.context_id,
+                    alert_id=task.alert_id,
                 )
             except TelephonyUnavailable as exc:
                 task = await self._tried(conn, task, exc.attempt.id)

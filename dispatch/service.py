@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 def api_modules() -> list[object]:
     """Every API module whose routes the service mounts (imported here, in one place)."""
     from dispatch.api import (
+        alert_follow_ups,
         alerts,
         care_plans,
         figures,
@@ -69,6 +70,7 @@ def api_modules() -> list[object]:
         teams,
         team_admin,
         alerts,
+        alert_follow_ups,
         care_plans,
         orders,
         notices,

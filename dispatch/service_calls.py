@@ -9,6 +9,7 @@ service to start before the runner.
 from __future__ import annotations
 
 from dispatch.alert_desk import AlertDesk
+from dispatch.alert_follow_ups import AlertFollowUpHooks
 from dispatch.call_task_steps import BusWatch, CallTaskSteps
 from dispatch.call_tasks import TaskReason
 from dispatch.care_plans import CarePlanHooks, register_care_plans
@@ -31,6 +32,7 @@ def wire_service_calls(
     steps.add(TaskReason.ORDER_FOLLOW_UP, FollowUpHooks(order_desk))
     steps.add(TaskReason.CARE_PLAN, CarePlanHooks(alert_desk))
     steps.add(TaskReason.REPAIR_REASSURANCE, ReassuranceHooks())
+    steps.add(TaskReason.ALERT_FOLLOW_UP, AlertFollowUpHooks())
     steps.register(handlers)
     register_care_plans(handlers, runtime)
     Repairs(order_desk).register(handlers)

@@ -563,6 +563,7 @@ async def place_care_call(
     requested_by: str = "system:care",
     context_id: uuid.UUID | None = None,
     server: str | None = None,
+    alert_id: int | None = None,
 ) -> CallAttempt:
     """A care call (关爱电话) or a rating call (回访) into the IVR, which reports the digit pressed.
 
@@ -582,6 +583,7 @@ async def place_care_call(
         subject_id=subject_id,
         context_id=context_id,
         server=server,
+        alert_id=alert_id,
     )
 
 
