@@ -64,13 +64,14 @@ ORDER BY a.raised_at
 LIMIT 300
 """
 
-# Orders still in someone's hands. Overdue: not started when its window began (nobody took it,
-# or the provider has not checked in), or still in service when the window ended.
+# Orders still in someone's hands. Overdue: nobody has checked in `orders.late_visit_grace_seconds`
+# after the window began (whether or not a provider took it: the same grace as the late-visit
+# notice), or still in service when the window ended.
 OPEN_ORDERS = """
 SELECT o.id, o.state, o.urgent, o.item_code, i.name_zh AS item_zh, i.name_en AS item_en,
        o.window_start, o.window_end, o.resident_id, r.name AS resident_name,
        o.provider_id, p.name AS provider_name, o.created_at, d.due_at AS deadline_at,
-       (o.state IN ('new', 'offered', 'unfilled', 'accepted') AND o.window_start < $1)
+       (o.state IN ('new', 'offered', 'unfilled', 'accepted') AND o.window_start + $2 < $1)
        OR (o.state = 'in_service' AND o.window_end < $1) AS overdue
 FROM service_orders o
 JOIN residents r ON r.id = o.resident_id
@@ -91,10 +92,10 @@ def _row_json(row: Any) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(row.items()).items()}
 
 
-async def floor_snapshot(conn: Conn, now: dt.datetime) -> dict[str, Any]:
+async def floor_snapshot(conn: Conn, now: dt.datetime, late_grace_seconds: float) -> dict[str, Any]:
     calls = await conn.fetch(LIVE_CALLS, now - dt.timedelta(hours=LIVE_CALL_HOURS))
     alerts = await conn.fetch(OPEN_ALERTS)
-    orders = await conn.fetch(OPEN_ORDERS, now)
+    orders = await conn.fetch(OPEN_ORDERS, now, dt.timedelta(seconds=late_grace_seconds))
     return {
         "now": now.isoformat(),
         "calls": [_row_json(r) for r in calls],
@@ -119,7 +120,8 @@ async def floor_api(request: web.Request) -> web.Response:
     current_user(request)
     runtime = request.app[RUNTIME]
     async with runtime.pool.acquire() as conn:
-        return ok(await floor_snapshot(conn, runtime.clock()))
+        snapshot = await floor_snapshot(conn, runtime.clock(), runtime.config.orders.late_visit_grace_seconds)
+    return ok(snapshot)
 
 
 @routes.get(r"/console/api/residents/{id:\d{1,18}}/card")

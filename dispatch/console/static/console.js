@@ -17,6 +17,10 @@
     timeZone: C.tz, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false,
   });
   C.time = (iso) => (iso ? timeFormat.format(new Date(iso)) : "");
+  const hmFormat = new Intl.DateTimeFormat(C.lang === "en" ? "en-GB" : "zh-CN", {
+    timeZone: C.tz, hour: "2-digit", minute: "2-digit", hour12: false,
+  });
+  C.hm = (iso) => (iso ? hmFormat.format(new Date(iso)) : "");
   C.dateTime = (iso) => (iso ? dateTimeFormat.format(new Date(iso)) : "");
   // Seconds as m:ss (or h:mm:ss), for wait times and countdowns.
   C.duration = function (seconds) {

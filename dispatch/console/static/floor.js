@@ -138,7 +138,7 @@
         order.overdue ? el("span", { class: "badge red overdue-mark" }, t("overdue")) : null),
       el("div", { class: "line2" }, C.lang === "en" ? order.item_en : order.item_zh, " · ", t(order.state)),
       el("div", { class: "line2" },
-        C.dateTime(order.window_start) + "–" + C.time(order.window_end),
+        C.dateTime(order.window_start) + "–" + C.hm(order.window_end),
         order.provider_name ? " · " + order.provider_name : "")));
       fill($("orders-" + column), nodes, "—");
     }
@@ -407,7 +407,7 @@
       el("h2", { id: "order-title" }, t("Order #%s", o.id), " · ", el("span", { id: "order-state", dataset: { state: o.state } }, t(o.state))),
       dl([
         [t("Service"), o.item_code],
-        [t("Window"), C.dateTime(o.window_start) + "–" + C.time(o.window_end)],
+        [t("Window"), C.dateTime(o.window_start) + "–" + C.hm(o.window_end)],
         [t("Provider"), (detail.offers.find((f) => f.provider_id === o.provider_id) || {}).provider_name || ""],
         [t("Notes"), o.notes],
       ]),
