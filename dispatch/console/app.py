@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatch.console import access_log, floor, live, login
+from dispatch.console import access_log, floor, live, login, resident_pages
 from dispatch.console.csrf import csrf_middleware
 from dispatch.console.i18n import HERE
 from dispatch.console.pages import session_middleware
 
-PAGE_MODULES = [login, floor, live, access_log]
+PAGE_MODULES = [login, floor, live, access_log, resident_pages]
 
 # The session first (it says who is asking), then the CSRF check (it needs the session's token).
 MIDDLEWARES = [session_middleware, csrf_middleware]
