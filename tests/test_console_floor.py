@@ -181,3 +181,94 @@ async def test_an_order_from_the_card_follows_the_providers_sms(console: Console
     await expect(accepted).to_contain_text("已接单")
     await expect(accepted).to_contain_text("暖心家政")
     await expect(seeking).to_have_count(0)
+
+
+async def test_family_call_120_hand_off_and_resolve_from_the_alert(
+    console: Console, pool: asyncpg.Pool, peer: AmiPeer
+) -> None:
+    await add_user(pool, "wangfang", Role.OPERATOR)
+    async with pool.acquire() as conn:
+        _, community = await factories.community(conn)
+        resident = await factories.resident(
+            conn, community_id=community, name="赵玉兰", contacts=[("赵明", "+8613922223333")]
+        )
+    page = await console.logged_in("wangfang")
+    await live(page)
+    await peer.wait(lambda: peer.logins > 0)
+    token = await page.get_attribute('meta[name="csrf-token"]', "content")
+    raised = await page.request.post(
+        console.url + "/api/v1/alerts",
+        data={"resident_id": resident, "kind": "fall"},
+        headers={"X-CSRF-Token": token or ""},
+    )
+    assert raised.status == 201
+    alert = page.locator("#alerts .alert").first
+    await alert.click()
+    await page.fill("#my-extension", "8001")
+    await page.locator("#card-contacts .call-contact").first.click()
+    await expect(page.locator(".toast").last).to_have_text("已发起呼叫")
+    await peer.wait(lambda: any(a.get("Action") == "Originate" for a in peer.received))
+    originate = next(a for a in peer.received if a.get("Action") == "Originate")
+    assert "8001" in originate["Channel"]  # the operator's phone rings first
+    async with pool.acquire() as conn:
+        attempt = await conn.fetchrow("SELECT purpose, target, operator FROM call_attempts")
+    assert attempt is not None
+    assert dict(attempt.items()) == {"purpose": "family", "target": "+8613922223333", "operator": "8001"}
+
+    await page.locator("#alert-title").click()  # focus off the extension field: keys act on the alert
+    await expect(page.locator("#act-handoff")).to_have_count(0)  # not before someone has it
+    await page.keyboard.press("a")
+    await expect(page.locator("#alert-state")).to_have_text("已接警")
+    await page.keyboard.press("h")
+    await expect(page.locator("#drawer")).to_contain_text("alert.handoff_120")
+    await expect(page.locator("#act-handoff")).to_have_count(0)
+    await page.select_option("#resolve-outcome", "hospital")
+    await page.click("#act-resolve")
+    await expect(page.locator("#alert-state")).to_have_text("已结案")
+    await expect(page.locator("#alerts .alert")).to_have_count(0)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT state, outcome, handoff_120_at FROM alerts")
+    assert row is not None
+    assert (row["state"], row["outcome"]) == ("resolved", "hospital")
+    assert row["handoff_120_at"] is not None
+
+
+async def test_re_offer_and_cancel_an_order(console: Console, pool: asyncpg.Pool) -> None:
+    await add_user(pool, "wangfang", Role.OPERATOR)
+    async with pool.acquire() as conn:
+        await order_rows.catalogue(conn)
+        district, community = await factories.community(conn)
+        resident = await factories.resident(conn, community_id=community, name="孙桂芝")
+        await order_rows.provider(conn, name="暖心家政", districts=(district,), rating=5.0)
+        await order_rows.provider(conn, name="安康护理", districts=(district,), rating=2.0)
+    page = await console.logged_in("wangfang")
+    await live(page)
+    token = await page.get_attribute('meta[name="csrf-token"]', "content")
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    created = await page.request.post(
+        console.url + "/api/v1/orders",
+        data={
+            "resident_id": resident,
+            "item_code": "clean",
+            "window_start": start.isoformat(),
+            "window_end": (start + dt.timedelta(hours=2)).isoformat(),
+        },
+        headers={"X-CSRF-Token": token or ""},
+    )
+    assert created.status == 201
+    first = (await created.json())["offers"][0]["provider_name"]
+    order = page.locator("#orders-seeking .order").first
+    await order.click()
+    offers = page.locator("#order-offers")
+    await expect(offers).to_contain_text(first)
+    await page.click("#act-reoffer")
+    await expect(offers.locator("tr")).to_have_count(2)
+    second = "安康护理" if first == "暖心家政" else "暖心家政"
+    await expect(offers).to_contain_text(second)
+
+    await page.click("#act-order-cancel")  # no reason: refused on the page
+    await expect(page.locator(".toast").last).to_have_text("请先填写原因")
+    await page.fill("#order-reason", "老人家属已自行安排")
+    await page.click("#act-order-cancel")
+    await expect(page.locator("#order-state")).to_have_text("已取消")
+    await expect(page.locator("#orders-seeking .order")).to_have_count(0)

@@ -12,7 +12,7 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from dispatch.api.errors import json_error
 from dispatch.api.keys import RUNTIME
@@ -80,8 +80,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     try:
         await ws.send_str(json.dumps({"kind": "console.hello"}))
         # The browser sends nothing we act on; reading keeps pings answered and notices the close.
-        async for _message in ws:
-            pass
+        async for message in ws:
+            if message.type is WSMsgType.ERROR:
+                log.info("live socket of %s ended: %s", request.remote, ws.exception())
     finally:
         sockets.discard(ws)
         await subscription.close()

@@ -356,7 +356,8 @@
     const actions = open ? el("div", { class: "actions", id: "alert-actions" },
       a.state === "raised" ? el("button", { class: "danger", id: "act-acknowledge", onclick: () => acknowledge(alertId) }, t("Acknowledge") + " (A)") : null,
       ["raised", "acknowledged"].includes(a.state) ? el("button", { class: "primary", id: "act-dispatch", disabled: !suggested, onclick: () => dispatch(alertId) }, t("Dispatch suggested team") + " (D)") : null,
-      !a.handoff_120_at ? el("button", { id: "act-handoff", onclick: () => act("POST", base + "handoff-120", {}) }, t("Record 120 hand-off") + " (H)") : null,
+      // The desk takes a 120 hand-off only once an operator has the alert.
+      a.state !== "raised" && !a.handoff_120_at ? el("button", { id: "act-handoff", onclick: () => act("POST", base + "handoff-120", {}) }, t("Record 120 hand-off") + " (H)") : null,
       el("span", {}, outcome, reasonInput("alert-reason")),
       el("button", { id: "act-resolve", onclick: () => act("POST", base + "resolve", { outcome: outcome.value, reason: $("alert-reason").value }) }, t("Resolve")),
       el("button", { id: "act-cancel", onclick: () => {
