@@ -153,11 +153,11 @@ class Service:
             # Telephony: one component per [[asterisk]] server (AMI link, call tracking, recording),
             # built here (started below) because the service lane's call tasks place calls through it.
             self.telephony = Telephony(self.runtime, self.desk)
-            watch = wire_service_calls(
+            for listening in wire_service_calls(
                 self.runtime, self.deadline_handlers, self.order_desk, self.desk, self.telephony.originator
-            )
-            await self._start(watch)
-            components.append(watch)
+            ):
+                await self._start(listening)
+                components.append(listening)
             deadlines = DeadlineRunner(
                 self.runtime,
                 self.deadline_handlers,

@@ -103,8 +103,10 @@ class VisitDesk:
         source: EvidenceSource,
         at: dt.datetime | None = None,
         note_text: str = "",
+        call_id: int | None = None,
     ) -> Order:
-        """Check-in (accepted → in_service) or check-out (in_service → completed), with its evidence."""
+        """Check-in (accepted → in_service) or check-out (in_service → completed), with its evidence
+        (`call_id`: the call from the resident's own phone that reported it)."""
         now = self.runtime.clock()
         follows = order.accepted_at if step is VisitStep.CHECK_IN else order.checked_in_at
         when = self._visit_time(at, follows or order.created_at, now, "at")
@@ -129,6 +131,7 @@ class VisitDesk:
             recorded_at=now,
             actor=actor,
             note=note_text,
+            call_id=call_id,
         )
         if step is VisitStep.CHECK_IN:
             # nobody is late any more, and nobody needs reminding
