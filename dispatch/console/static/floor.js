@@ -12,7 +12,8 @@
   let selectedAlert = null;
   let drawer = null; // {type: "card"|"alert"|"order", id}
   const knownAlerts = new Set();
-  let firstLoad = true;
+  // Alerts that arrived while the page was open (or waited at its opening): they flash until taken.
+  const flashing = new Set();
 
   const now = () => Date.now() + skewMs;
   const seconds = (iso) => (now() - new Date(iso).getTime()) / 1000;
@@ -99,7 +100,8 @@
 
   function renderAlerts() {
     const nodes = snapshot.alerts.map((alert) => el("li", {
-      class: "item alert state-" + alert.state + (alert.id === selectedAlert ? " selected" : ""),
+      class: "item alert state-" + alert.state + (alert.id === selectedAlert ? " selected" : "")
+        + (flashing.has(alert.id) && alert.state === "raised" ? " flash" : ""),
       dataset: { alertId: alert.id },
       onclick: () => { selectAlert(alert.id); openAlert(alert.id); },
     },
@@ -171,23 +173,23 @@
     } catch (error) {
       return;
     }
+    // A new alert nobody has taken beeps and flashes; so do those waiting when the page opens.
     let fresh = false;
     for (const alert of snapshot.alerts) {
       if (!knownAlerts.has(alert.id)) {
         knownAlerts.add(alert.id);
-        if (!firstLoad && alert.state === "raised") fresh = true;
+        if (alert.state === "raised") {
+          fresh = true;
+          flashing.add(alert.id);
+        }
       }
     }
-    firstLoad = false;
     if (selectedAlert === null && snapshot.alerts.length) selectedAlert = snapshot.alerts[0].id;
     renderCalls();
     renderAlerts();
     renderOrders();
     tickTimers();
-    if (fresh) {
-      beep();
-      for (const node of document.querySelectorAll(".alert.state-raised")) node.classList.add("flash");
-    }
+    if (fresh) beep();
   }
   let refreshTimer = null;
   function scheduleRefresh() {
