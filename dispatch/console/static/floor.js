@@ -199,8 +199,23 @@
 
   // -- the drawer: a resident card, an alert or an order -------------------------------------------
   function openDrawer(kind, id, ...content) {
+    // Redrawn for a live update of the same record: what the operator was typing or choosing stays.
+    const same = drawer && drawer.type === kind && drawer.id === id;
+    const kept = {};
+    let focused = null;
+    if (same) {
+      for (const field of $("drawer-body").querySelectorAll("input[id], select[id], textarea[id]")) {
+        kept[field.id] = field.value;
+      }
+      focused = document.activeElement && document.activeElement.id;
+    }
     drawer = { type: kind, id };
     $("drawer-body").replaceChildren(...content);
+    for (const [fieldId, value] of Object.entries(kept)) {
+      const field = document.getElementById(fieldId);
+      if (field) field.value = value;
+    }
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     $("drawer").hidden = false;
     $("drawer").dataset.kind = kind;
     $("drawer").dataset.id = id;
