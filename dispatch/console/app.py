@@ -9,12 +9,32 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatch.console import access_log, floor, live, login, resident_pages
+from dispatch.console import (
+    access_log,
+    device_pages,
+    floor,
+    live,
+    login,
+    registry_pages,
+    report_pages,
+    resident_pages,
+    sms_pages,
+)
 from dispatch.console.csrf import csrf_middleware
 from dispatch.console.i18n import HERE
 from dispatch.console.pages import session_middleware
 
-PAGE_MODULES = [login, floor, live, access_log, resident_pages]
+PAGE_MODULES = [
+    login,
+    floor,
+    live,
+    access_log,
+    resident_pages,
+    registry_pages,
+    sms_pages,
+    device_pages,
+    report_pages,
+]
 
 # The session first (it says who is asking), then the CSRF check (it needs the session's token).
 MIDDLEWARES = [session_middleware, csrf_middleware]

@@ -10,6 +10,7 @@ administrators (they manage the register); everyone signed in may search and rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -50,6 +51,9 @@ REASONS = (
     _N("the name is required"),
     _N("a name has at most 64 characters"),
     _N("an ID number is 17 digits and a final digit or X"),
+    _N("an ID number has %s characters, this has %s"),
+    _N("the birth date %s in the ID number is not a date"),
+    _N("the birth date %s-%s-%s in the ID number is out of range"),
     _N("the check digit of the ID number does not match (a digit mistyped?)"),
     _N("the contact's name is required"),
     _N("give both latitude and longitude, or neither"),
@@ -66,10 +70,16 @@ ORDER BY d.code, s.name, c.name, c.id
 
 
 def reason_text(gettext: Callable[[str], str], reason: str) -> str:
-    """The domain's reason in the page's language where the catalogue has it."""
+    """The domain's reason in the page's language where the catalogue has it: as it is, with its
+    numbers as `%s`, or its part before a colon."""
     translated = gettext(reason)
     if translated != reason:
         return translated
+    numbers = re.findall(r"\d+", reason)
+    if numbers:
+        pattern = re.sub(r"\d+", "%s", reason)
+        if gettext(pattern) != pattern:
+            return gettext(pattern) % tuple(numbers)
     head, colon, tail = reason.partition(":")
     if colon and gettext(head) != head:
         return gettext(head) + "：" + tail.strip()
@@ -375,7 +385,10 @@ async def create_resident(request: web.Request) -> web.StreamResponse:
                 )
                 if exists is not None:
                     raise InvalidInput.one("id_number", ALREADY_REGISTERED)
-                saved, _ = await upsert_resident(conn, resident)
+                saved, changed = await upsert_resident(conn, resident)
+                # Registered between the check and the insert: the upsert updated it; undone here.
+                if not changed or saved.created_at != saved.updated_at:
+                    raise InvalidInput.one("id_number", ALREADY_REGISTERED)
         except InvalidInput as exc:
             return _render_form(
                 request, choices, values, _messages(request, exc), resident_id=None, status=400
