@@ -175,7 +175,8 @@ async def teams_page(request: web.Request) -> web.StreamResponse:
 def _weekday_slots(
     roster: Sequence[Any], gettext: Any
 ) -> list[tuple[str, list[tuple[dt.time, dt.time, bool]]]]:
-    """The roster by weekday, Monday first; each slot (starts, ends, runs past midnight)."""
+    """The roster by weekday, Monday first; each slot (starts, ends, runs past midnight): a slot that
+    ends when it starts is the whole day from then."""
     days: list[tuple[str, list[tuple[dt.time, dt.time, bool]]]] = []
     for weekday, label in enumerate(WEEKDAYS, start=1):
         slots = [(s.starts, s.ends, s.ends <= s.starts) for s in roster if s.weekday == weekday]
