@@ -76,7 +76,18 @@ async def test_a_bad_phone_is_marked_next_to_its_box_and_nothing_is_saved(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM residents") == 0
 
+    # a community that is gone by the time the form is sent: refused by the database, marked at its box
     await page.fill("#f-mobile", "138 0013 8000")
+    await page.evaluate(
+        """() => { const box = document.getElementById('f-community_id');
+                   box.add(new Option('gone', '999999')); box.value = '999999'; }"""
+    )
+    await page.click("#resident-save")
+    await expect(page.locator("#e-community_id")).to_have_text("所选项目不存在")
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM residents") == 0
+
+    await page.select_option("#f-community_id", str(community))
     await page.click("#resident-save")
     await expect(page.locator("#saved")).to_be_visible()
     await expect(page.locator("#resident-name")).to_have_text("赵桂芝")

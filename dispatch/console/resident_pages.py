@@ -284,22 +284,19 @@ FORM_FIELDS = (
 FIELD_BOXES = {"phones": "mobile", "monthly_allowance_fen": "monthly_allowance", "contacts": "contact1_name"}
 
 
-def _build(
-    request: web.Request, form: Mapping[str, str], id_number: str, choices: FormChoices
-) -> ResidentInput:
+def _build(request: web.Request, form: Mapping[str, str], id_number: str) -> ResidentInput:
     """The form as a checked record, or InvalidInput naming each bad box."""
     runtime = request.app[RUNTIME]
     checker = Checker()
+    # A community or programme that does not exist is refused by `upsert_resident` (its foreign keys).
     community_id: int | None = None
     raw_community = form.get("community_id", "")
     if raw_community:
-        if not raw_community.isdigit() or int(raw_community) not in {c for c, _ in choices.communities}:
-            checker.fail("community_id", "refers to nothing that exists")
-        else:
+        if raw_community.isascii() and raw_community.isdigit() and len(raw_community) < 10:
             community_id = int(raw_community)
-    programme = form.get("subsidy_programme", "") or ""
-    if programme and programme not in {code for code, _ in choices.programmes}:
-        checker.fail("subsidy_programme", "refers to nothing that exists")
+        else:
+            checker.fail("community_id", "refers to nothing that exists")
+    programme = form.get("subsidy_programme", "")
     allowance = checker.check("monthly_allowance", lambda: parse_yuan(form.get("monthly_allowance", "")))
     # Each box checked on its own, so that a bad number is marked where it was typed.
     phones: list[str] = []
@@ -376,7 +373,7 @@ async def create_resident(request: web.Request) -> web.StreamResponse:
     async with runtime.pool.acquire() as conn:
         choices = await _choices(conn)
         try:
-            resident = _build(request, values, values["id_number"], choices)
+            resident = _build(request, values, values["id_number"])
             async with conn.transaction():
                 # The import's upsert would bring an existing record up to date: a form for a new
                 # resident must not overwrite someone else's.
@@ -439,7 +436,7 @@ async def save_resident(request: web.Request) -> web.StreamResponse:
             return _not_found(request)
         choices = await _choices(conn)
         try:
-            await upsert_resident(conn, _build(request, values, found[0], choices))
+            await upsert_resident(conn, _build(request, values, found[0]))
         except InvalidInput as exc:
             card = await get_resident(conn, resident_id)
             assert card is not None
