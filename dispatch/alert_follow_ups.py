@@ -21,7 +21,7 @@ from dispatch.call_task_steps import Answer, TaskHooks
 from dispatch.call_tasks import CallTask, NewTask, TaskPurpose, TaskReason, outside_quiet_hours, schedule_task
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
-from dispatch.order_desk import OrderDesk
+from dispatch.order_desk import MAX_AHEAD, OrderDesk
 from dispatch.orders import InvalidOrder, OrderSource
 
 ACTOR = "system:alert-follow-up"
@@ -109,6 +109,9 @@ async def open_follow_up(
         if item is None:
             raise InvalidOrder("item_code", "is required for a nursing visit (e.g. MN10)")
         start = request.window_start or now
+        if start > now + MAX_AHEAD:
+            # checked before the default end is added to it (9999-12-31 + 24 h does not exist)
+            raise InvalidOrder("window_start", f"at most {MAX_AHEAD.days} days ahead")
         offered = await desk.create_order_in(
             conn,
             events,

@@ -45,6 +45,8 @@ ACTOR = "system:care-plans"
 DAY_NAMES = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
 MIN_INTERVAL = 600
 MAX_INTERVAL = 31 * 86400
+# a plan starts within the coming year
+MAX_AHEAD = dt.timedelta(days=366)
 
 
 class Schedule(StrEnum):
@@ -165,7 +167,12 @@ class PlanFields:
 
 
 def _check(
-    fields: PlanFields, schedule: Schedule, days: list[int], time_of_day: dt.time | None, interval: int | None
+    fields: PlanFields,
+    schedule: Schedule,
+    days: list[int],
+    time_of_day: dt.time | None,
+    interval: int | None,
+    now: dt.datetime,
 ) -> None:
     if schedule is Schedule.WEEKLY:
         if not days or any(d not in DAY_NAMES for d in days) or len(set(days)) != len(days):
@@ -180,6 +187,9 @@ def _check(
         raise InvalidPlan("retry_seconds", "expected 0 to 86400")
     if fields.starts_at is not None and fields.starts_at.tzinfo is None:
         raise InvalidPlan("starts_at", "give the time zone, e.g. +08:00")
+    if fields.starts_at is not None and fields.starts_at > now + MAX_AHEAD:
+        # and the triggers could not compute a time near the end of the calendar
+        raise InvalidPlan("starts_at", f"at most {MAX_AHEAD.days} days ahead")
 
 
 class CarePlanDesk:
@@ -199,7 +209,7 @@ class CarePlanDesk:
         settings = self.runtime.config.orders
         schedule = fields.schedule or Schedule.WEEKLY
         days = fields.days or []
-        _check(fields, schedule, days, fields.time_of_day, fields.interval_seconds)
+        _check(fields, schedule, days, fields.time_of_day, fields.interval_seconds, self.runtime.clock())
 
         async def work(conn: Conn, events: list[DomainEvent]) -> CarePlan:
             now = self.runtime.clock()
@@ -238,7 +248,7 @@ class CarePlanDesk:
             days = fields.days if fields.days is not None else plan.days
             time_of_day = fields.time_of_day or plan.time_of_day
             interval = fields.interval_seconds or plan.interval_seconds
-            _check(fields, schedule, days, time_of_day, interval)
+            _check(fields, schedule, days, time_of_day, interval, now)
             row = await conn.fetchrow(
                 f"""UPDATE care_plans SET schedule = $2, days = $3, time_of_day = $4, interval_seconds = $5,
                         starts_at = coalesce($6, starts_at),

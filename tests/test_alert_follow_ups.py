@@ -49,6 +49,10 @@ async def test_a_resolved_alert_opens_a_follow_up_call_and_a_nursing_visit(servi
             assert (await resp.json())["error"]["field"] == "item_code"
         async with http.post(base, json={"due_at": "2099-01-01T08:00:00+08:00"}) as resp:
             assert resp.status == 400
+        far = {"type": "repair", "window_start": "9999-12-31T23:00:00+00:00"}
+        async with http.post(base, json=far) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["field"] == "window_start"
         async with http.post("/api/v1/alerts/999999/follow-ups") as resp:
             assert resp.status == 404
         async with http.get(base) as resp:

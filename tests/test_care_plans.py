@@ -233,6 +233,10 @@ async def test_api_creates_lists_pauses_and_shows_every_try(service: Service) ->
         async with http.post(base, json={"days": [8], "time_of_day": "09:30"}) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["field"] == "days"
+        far = {"schedule": "interval", "interval_seconds": 3600, "starts_at": "9999-12-31T23:00:00+00:00"}
+        async with http.post(base, json=far) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["field"] == "starts_at"
         async with http.post(f"{base}/{plan['id']}/pause") as resp:
             assert resp.status == 200
             assert (await resp.json())["active"] is False
