@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -57,10 +59,19 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, seconds: floa
 
 
 @pytest.fixture
-def serve_env(tmp_path: Path) -> dict[str, str]:
+def pg_dir() -> Iterator[Path]:
+    """A folder for a test's own PostgreSQL, outside pytest's basetemp: another pytest run on the
+    machine makes `pytest-of-root` 0700 again, and the server's user could no longer reach it."""
+    folder = Path(tempfile.mkdtemp(prefix="careline-lifecycle-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def serve_env(pg_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARELINE_")}
     env.update(
-        CARELINE_DATABASE_EMBEDDED_DIR=str(tmp_path / "pgdata"),
+        CARELINE_DATABASE_EMBEDDED_DIR=str(pg_dir / "pgdata"),
         CARELINE_SERVER_PORT=str(free_port()),
         CARELINE_ALARMS_DC09_PORT="0",
         CARELINE_LOGGING_LEVEL="INFO",
@@ -119,8 +130,8 @@ def test_bad_config_stops_with_one_clear_line(serve_env: dict[str, str]) -> None
 
 
 @pytest.fixture
-async def own_server(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "own", settings={"fsync": "off"})
+async def own_server(pg_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(pg_dir / "own", settings={"fsync": "off"})
     await server.start()
     yield server
     await server.stop()
