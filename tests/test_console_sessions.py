@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import re
@@ -12,6 +13,7 @@ import pytest
 
 from dispatch.config import Config
 from dispatch.console.sessions import LoginRefused, log_in, session_for_token
+from dispatch.runtime import utc_now
 from dispatch.service import Service
 from dispatch.users import Role
 from tests.browser import PASSWORD, add_user
@@ -94,3 +96,21 @@ async def test_secure_cookies_and_the_sockets_origin(service: Service, pool: asy
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url + "/console/live")
         assert refused.value.status == 401
+
+
+async def test_stopping_the_service_closes_live_sockets(service: Service, pool: asyncpg.Pool) -> None:
+    await add_user(pool, "wangfang", Role.OPERATOR)
+    async with pool.acquire() as conn:
+        opened = await log_in(
+            conn, service.config.console, "wangfang", PASSWORD, ip="127.0.0.1", user_agent="", now=utc_now()
+        )
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        ws = await http.ws_connect(
+            service.url + "/console/live", headers={"Cookie": f"careline_session={opened.token}"}
+        )
+        assert await ws.receive_json(timeout=5) == {"kind": "console.hello"}
+        async with asyncio.timeout(service.config.server.shutdown_grace_seconds):
+            await service.stop()
+        closing = await ws.receive(timeout=5)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await ws.close()
