@@ -4,9 +4,11 @@
 nothing new, even after a restart), the device's last-seen and battery, one
 `alarms` row per alarm, and what each alarm means — an alert raised or joined
 through `AlertDesk.raise_alert`, a timeline note (restore, cancel, a press just
-after the alert closed), or a maintenance notice. `take` wraps it in a
-transaction with a time limit and publishes the events after the commit; only
-then may an adapter send its ACK / 202.
+after the alert closed), or a maintenance notice. `take` runs it in a transaction
+with a time limit and publishes the events after the commit; only then may an
+adapter send its ACK / 202. Under load the transaction is shared (group commit):
+messages that arrive while WRITERS transactions are being written wait and go
+together, one commit for many; a message that fails such a transaction is retried alone.
 
 Decisions:
 - A repeat while an alert is open joins it (`raise_alert` counts `triggers`). A
@@ -591,15 +593,114 @@ def metrics_for(registry: CollectorRegistry) -> IntakeMetrics:
     return found
 
 
+# Group commit: messages that arrive while others are being written wait and go together, up to
+# BATCH_MAX in one transaction (one commit, one fsync), in at most WRITERS transactions at once.
+BATCH_MAX = 64
+WRITERS = 4
+
+
+def _device_order(message: Message) -> str:
+    """Batches take device rows in one order, so two batches at once cannot deadlock on them."""
+    key = message.device
+    return key.dc09_account or key.cloud_id or key.caller_e164 or ""
+
+
+class _GroupCommit:
+    """One desk's intake writers. A writer task exists only while messages wait; each is held here
+    and ends when the queue is empty, and every message's outcome reaches its caller's future."""
+
+    def __init__(self, runtime: Runtime, desk: AlertDesk) -> None:
+        self.runtime = runtime
+        self.desk = desk
+        self.queue: list[tuple[Message, asyncio.Future[IntakeResult]]] = []
+        self.writers: set[asyncio.Task[None]] = set()
+
+    async def take(self, message: Message) -> IntakeResult:
+        future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+        self.queue.append((message, future))
+        if len(self.writers) < WRITERS:
+            writer = asyncio.create_task(self._write(), name="alarm-intake")
+            self.writers.add(writer)
+            writer.add_done_callback(self.writers.discard)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # A caller that gives up (its sender went away) leaves its message to be committed anyway:
+            # the sender had no ACK and resends, and the receipt makes the resend a duplicate.
+            future.add_done_callback(_retrieve)
+            raise
+
+    async def _write(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue[:BATCH_MAX], self.queue[BATCH_MAX:]
+            try:
+                await self._commit(batch)
+            except BaseException:
+                # cancelled (the loop is closing): nothing of this batch was acknowledged
+                for _, future in batch:
+                    future.cancel()
+                raise
+
+    async def _commit(self, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]) -> None:
+        settings = self.runtime.config.alarms
+        if len(batch) > 1:
+            batch.sort(key=lambda entry: _device_order(entry[0]))
+            results: list[IntakeResult | ReceiptConflict] = []
+            try:
+                async with asyncio.timeout(settings.intake_timeout_seconds):
+                    async with self.runtime.pool.acquire() as conn, conn.transaction():
+                        for message, _ in batch:
+                            try:
+                                results.append(await record_message(conn, self.desk, settings, message))
+                            except ReceiptConflict as conflict:
+                                # raised before the message wrote anything: the others carry on
+                                results.append(conflict)
+            except DATABASE_DOWN as exc:
+                for _, future in batch:
+                    future.set_exception(exc)
+                return
+            except Exception:
+                # One message failed the transaction (a deadlock, a bug): each alone, as without batching.
+                pass
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if isinstance(result, ReceiptConflict):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                return
+        for message, future in batch:
+            try:
+                async with asyncio.timeout(settings.intake_timeout_seconds):
+                    async with self.runtime.pool.acquire() as conn, conn.transaction():
+                        result = await record_message(conn, self.desk, settings, message)
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                # only now, after the commit, may the caller answer its sender
+                future.set_result(result)
+
+
+def _retrieve(future: asyncio.Future[IntakeResult]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+_writers: weakref.WeakKeyDictionary[AlertDesk, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
 async def take(runtime: Runtime, desk: AlertDesk, message: Message) -> IntakeResult:
-    """Commit the message (or find it already committed), then publish; raises when not stored."""
+    """Commit the message (or find it already committed), then publish; raises when not stored.
+
+    The message may share its transaction with others that arrived meanwhile (group commit);
+    either way it returns only after the commit that holds the message."""
     metrics = metrics_for(runtime.metrics)
-    settings = runtime.config.alarms
     started = time.perf_counter()
+    writers = _writers.get(desk)
+    if writers is None or writers.runtime is not runtime:
+        writers = _writers[desk] = _GroupCommit(runtime, desk)
     try:
-        async with asyncio.timeout(settings.intake_timeout_seconds):
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                result = await record_message(conn, desk, settings, message)
+        result = await writers.take(message)
     except (*DATABASE_DOWN, asyncpg.PostgresError):
         metrics.failures.labels(message.source.value).inc()
         raise
