@@ -16,8 +16,7 @@ from aiohttp import web
 from dispatch.alert_desk import AlertDesk
 from dispatch.alert_replies import register_alert_replies
 from dispatch.api.app import build_app
-from dispatch.api.keys import ALERT_DESK
-from dispatch.api.orders import ORDER_DESK
+from dispatch.api.keys import ALERT_DESK, ORDER_DESK
 from dispatch.components import Component, Database, Health
 from dispatch.config import Config
 from dispatch.deadlines import DeadlineHandlers, DeadlineRunner

@@ -11,11 +11,11 @@ from aiohttp import web
 from dispatch.alert_follow_ups import FollowUpRequest, FollowUpType, NoResident, follow_ups_of, open_follow_up
 from dispatch.alerts import AlertNotFound
 from dispatch.api.auth import current_user
-from dispatch.api.bodies import choice_field, json_object, text_field
+from dispatch.api.bodies import choice_field, json_object, text_field, time_field
 from dispatch.api.errors import ApiError, not_found, ok
-from dispatch.api.keys import RUNTIME
+from dispatch.api.keys import ORDER_DESK, RUNTIME
 from dispatch.api.openapi import error_response
-from dispatch.api.orders import ORDER_DESK, _order_error, _time_field
+from dispatch.api.orders import order_error
 from dispatch.orders import OrderError
 
 routes = web.RouteTableDef()
@@ -34,10 +34,10 @@ async def follow_up_open(request: web.Request) -> web.Response:
     body = await json_object(request)
     follow_up = FollowUpRequest(
         type=choice_field(body, "type", FollowUpType, default=FollowUpType.FOLLOW_UP_CALL),
-        due_at=_time_field(body, "due_at"),
+        due_at=time_field(body, "due_at"),
         item_code=text_field(body, "item_code", max_length=64) or None,
-        window_start=_time_field(body, "window_start"),
-        window_end=_time_field(body, "window_end"),
+        window_start=time_field(body, "window_start"),
+        window_end=time_field(body, "window_end"),
         notes=text_field(body, "notes"),
     )
     try:
@@ -49,7 +49,7 @@ async def follow_up_open(request: web.Request) -> web.Response:
     except NoResident as exc:
         raise ApiError(409, exc.code, str(exc)) from None
     except OrderError as exc:
-        raise _order_error(exc) from None
+        raise order_error(exc) from None
     return ok(opened, status=201)
 
 

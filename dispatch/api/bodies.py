@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from enum import StrEnum
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from dispatch.api.errors import bad_request
+from dispatch.api.paging import time_param
 
 E = TypeVar("E", bound=StrEnum)
 MAX_TEXT = 2000
@@ -76,3 +78,18 @@ def choice_field(body: Mapping[str, Any], name: str, enum: type[E], *, default: 
         return enum(str(value))
     except ValueError:
         raise bad_request(name, f"expected one of {', '.join(e.value for e in enum)}") from None
+
+
+def time_field(body: Mapping[str, Any], name: str, *, required: bool = False) -> dt.datetime | None:
+    """An ISO 8601 time with its UTC offset, as an instant in UTC; None when absent and optional."""
+    raw = body.get(name)
+    if raw is None:
+        if required:
+            raise bad_request(name, "is required")
+        return None
+    if not isinstance(raw, str):
+        raise bad_request(name, "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00")
+    value = time_param({name: raw}, name)
+    if value is None:  # an empty string
+        raise bad_request(name, "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00")
+    return value

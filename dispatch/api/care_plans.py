@@ -11,11 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from dispatch.api.auth import current_user
-from dispatch.api.bodies import choice_field, int_field, json_object, text_field
+from dispatch.api.bodies import choice_field, int_field, json_object, text_field, time_field
 from dispatch.api.errors import ApiError, bad_request, not_found, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.openapi import error_response
-from dispatch.api.paging import time_param
 from dispatch.call_tasks import tasks_of, tries_of
 from dispatch.care_plans import (
     CarePlan,
@@ -77,16 +76,7 @@ def _fields(body: Mapping[str, Any], *, creating: bool) -> PlanFields:
         isinstance(retry, bool) or not isinstance(retry, int) or not 0 <= retry <= 86400
     ):
         raise bad_request("retry_seconds", "expected 0 to 86400")
-    starts_at = None
-    if body.get("starts_at") is not None:
-        raw_start = body["starts_at"]
-        starts_at = time_param({"starts_at": raw_start}, "starts_at") if isinstance(raw_start, str) else None
-        if starts_at is None:
-            raise bad_request("starts_at", "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00")
-        try:
-            starts_at.astimezone(dt.UTC)
-        except OverflowError:
-            raise bad_request("starts_at", "the time is out of range") from None
+    starts_at = time_field(body, "starts_at")
     active = body.get("active")
     if active is not None and not isinstance(active, bool):
         raise bad_request("active", "expected true or false")

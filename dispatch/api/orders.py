@@ -7,16 +7,15 @@ what happened instead.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from dispatch.api.auth import current_user
-from dispatch.api.bodies import choice_field, int_field, json_object, text_field
+from dispatch.api.bodies import choice_field, int_field, json_object, text_field, time_field
 from dispatch.api.errors import ApiError, bad_request, not_found, ok
-from dispatch.api.keys import RUNTIME
+from dispatch.api.keys import ORDER_DESK, RUNTIME
 from dispatch.api.openapi import error_response
 from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, page_schema, time_param
 from dispatch.database import Conn
@@ -41,7 +40,6 @@ from dispatch.visit_desk import VisitStep
 
 routes = web.RouteTableDef()
 
-ORDER_DESK: web.AppKey[OrderDesk] = web.AppKey("order_desk", OrderDesk)
 
 # States in which the order still looks for a provider: the detail shows the live ranking.
 SEEKING = (OrderState.NEW, OrderState.OFFERED, OrderState.UNFILLED)
@@ -50,7 +48,7 @@ API_SOURCES = (EvidenceSource.API, EvidenceSource.CALL)
 MAX_ID = 2**63 - 1
 
 
-def _order_error(exc: OrderError) -> ApiError:
+def order_error(exc: OrderError) -> ApiError:
     if isinstance(exc, IllegalTransition):
         return ApiError(409, exc.code, str(exc), state=exc.current.value)
     if isinstance(exc, OrderNotFound):
@@ -76,32 +74,6 @@ def _id_query(query: Mapping[str, str], name: str) -> int | None:
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID):
         raise bad_request(name, "expected an id")
     return int(raw)
-
-
-def _time_field(body: Mapping[str, Any], name: str, *, required: bool = False) -> dt.datetime | None:
-    raw = body.get(name)
-    if raw is None:
-        if required:
-            raise bad_request(name, "is required")
-        return None
-    value = time_param({name: raw}, name) if isinstance(raw, str) else None
-    if value is None:
-        raise bad_request(name, "expected an ISO 8601 time such as 2026-11-23T08:00:00+08:00")
-    return _in_range(value, name)
-
-
-def _in_range(value: dt.datetime, name: str) -> dt.datetime:
-    """A time that exists in UTC too (0001-01-01T00:00+01:00 does not, and no driver can send it)."""
-    try:
-        value.astimezone(dt.UTC)
-    except OverflowError:
-        raise bad_request(name, "the time is out of range") from None
-    return value
-
-
-def _since(query: Mapping[str, str]) -> dt.datetime | None:
-    value = time_param(query)
-    return _in_range(value, "since") if value is not None else None
 
 
 def _rating(body: Mapping[str, Any]) -> int:
@@ -160,7 +132,7 @@ async def orders_list(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         orders, total = await list_orders(
             conn,
-            since=_since(request.query),
+            since=time_param(request.query),
             state=state,
             resident_id=_id_query(request.query, "resident"),
             provider_id=_id_query(request.query, "provider"),
@@ -206,8 +178,8 @@ async def order_create(request: web.Request) -> web.Response:
     body = await json_object(request, empty_ok=False)
     resident_id = int_field(body, "resident_id", required=True)
     item_code = text_field(body, "item_code", required=True, max_length=64)
-    start = _time_field(body, "window_start", required=True)
-    end = _time_field(body, "window_end", required=True)
+    start = time_field(body, "window_start", required=True)
+    end = time_field(body, "window_end", required=True)
     notes = text_field(body, "notes")
     try:
         offered = await request.app[ORDER_DESK].create_order(
@@ -220,7 +192,7 @@ async def order_create(request: web.Request) -> web.Response:
             actor=f"user:{user.username}",
         )
     except OrderError as exc:
-        raise _order_error(exc) from None
+        raise order_error(exc) from None
     return ok(await _offered_json(request, offered), status=201)
 
 
@@ -261,7 +233,7 @@ def _visit(step: VisitStep) -> Action:
             step,
             actor,
             source=_source(body),
-            at=_time_field(body, "at"),
+            at=time_field(body, "at"),
             note_text=text_field(body, "note"),
         )
         return {"order": order.as_json()}
@@ -383,7 +355,7 @@ def _action_handler(action: Action) -> Callable[[web.Request], Awaitable[web.Res
                 request, request.app[ORDER_DESK], _order_id(request), f"user:{user.username}", body
             )
         except OrderError as exc:
-            raise _order_error(exc) from None
+            raise order_error(exc) from None
         return ok(result)
 
     return handler
