@@ -5,8 +5,9 @@ Two deadline kinds (dispatch/deadlines.py fires them, so every step survives kil
 - `call_task.place`: the task's due time. A try is placed with `place_care_call` (subject
   `call_task`): the attempt row is committed by the originator before the Originate goes out,
   then a `call_task.check` deadline is armed for when its result must be known (the try's
-  ring time plus `orders.call_result_grace_seconds`). No telephony (no `[[asterisk]]`, or no
-  link up: TelephonyUnavailable) or no phone number: an operator is asked at once.
+  ring time plus `orders.call_result_grace_seconds`). No telephony (no `[[asterisk]]`) or no
+  phone number: an operator is asked at once; a configured PBX whose link is down: tried again
+  after `retry_seconds` like an unanswered call (an operator once the tries are used).
 - `call_task.check`: reads the try's `call_attempts` row — the result and the IVR digit the
   recorder committed — and acts: answered (for a rating call: a digit 1-5) → the reason's
   `answered`; otherwise tried again after `retry_seconds` until `max_tries`, then the reason's
@@ -171,6 +172,27 @@ class CallTaskSteps:
                 )
             except TelephonyUnavailable as exc:
                 task = await self._tried(conn, task, exc.attempt.id)
+                if self.originator.dialers and task.tries < task.max_tries:
+                    # A PBX is configured but its link is down (a restart, a network blip): it is
+                    # usually back within minutes, so try again later instead of handing every due
+                    # call to an operator. Not the resident's silence: the hooks are not told.
+                    events.append(
+                        await task_event(
+                            conn,
+                            task,
+                            "call_task.unanswered",
+                            ACTOR,
+                            now,
+                            {
+                                "why": "link down",
+                                "attempt_id": exc.attempt.id,
+                                "try": task.tries,
+                                "of": task.max_tries,
+                            },
+                        )
+                    )
+                    await self._again(conn, task, hooks, now)
+                    return events
                 await self.hand_over(conn, events, task, "telephony unavailable", now)
                 return events
             except CallError as exc:

@@ -230,6 +230,34 @@ async def test_without_telephony_an_operator_is_asked_at_once(world: World) -> N
     assert [(a["purpose"], a["result"]) for a in attempts] == [("rating", "failed")]
 
 
+async def test_a_link_that_is_down_is_tried_again_before_an_operator_is_asked(world: World) -> None:
+    """A configured PBX that is not reachable (its link down after a restart): the try is on
+    record as failed and the call is tried again in 30 min; only the last try asks an operator."""
+    lane = world.lane
+    order = await visited(world)
+    peer = AmiPeer(username=USERNAME, secret=SECRET)
+    await peer.start()
+    port = peer.port
+    await peer.stop()  # nothing listens there now: the link never comes up
+    async with serving(lane.runtime, asterisk_config(port), ManualTime()) as server:
+        steps_for(lane, Originator(lane.runtime, {"pbx1": server})).register(lane.handlers)
+        await lane.fire(hours=2)
+        assert await lane.notices(order.id) == []
+        async with lane.pool.acquire() as conn:
+            [task] = await tasks_of(conn, "order", order.id)
+        assert (task.state.value, task.tries) == ("scheduled", 1)
+        assert task.due_at == lane.clock.now + dt.timedelta(minutes=30)
+        for _ in range(2):
+            await lane.fire(minutes=30)
+    assert await lane.notices(order.id) == ["order_follow_up.manual"]
+    whys = await lane.pool.fetch(
+        "SELECT data->>'why' AS why FROM events WHERE kind = 'call_task.unanswered' ORDER BY id"
+    )
+    assert [w["why"] for w in whys] == ["link down", "link down"]
+    attempts = await lane.pool.fetch("SELECT result FROM call_attempts ORDER BY id")
+    assert [a["result"] for a in attempts] == ["failed"] * 3
+
+
 async def test_follow_up_waits_out_the_quiet_hours(world: World) -> None:
     """A check-out at 20:00 local: two hours later is 22:00, so the call waits for 08:00."""
     lane = world.lane
