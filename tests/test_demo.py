@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from dispatch.config import Config, DemoConfig
+from dispatch.config import Config, DemoConfig, ServerConfig
 from dispatch.database import create_pool
 from dispatch.demo import DemoFloorError, build_demo_floor, prepare_demo_floor
+from dispatch.demo.access import local_url
 from dispatch.demo.geography import DISTRICTS
 from dispatch.demo.numbering import credit_check_character
 from dispatch.id_numbers import parse_id_number
@@ -377,3 +378,17 @@ async def test_replace_refuses_while_other_records_refer_to_the_floor(runtime: R
     with pytest.raises(DemoFloorError, match="other records still refer to it"):
         await build_demo_floor(runtime, seed=2, replace=True)
     assert await residents_digest(runtime.pool) == before
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 8099, "http://127.0.0.1:8099"),
+        ("0.0.0.0", 8080, "http://127.0.0.1:8080"),
+        ("::", 8080, "http://[::1]:8080"),
+        ("fd00::5", 9000, "http://[fd00::5]:9000"),
+        ("127.0.0.1", 0, "http://127.0.0.1:8080"),
+    ],
+)
+def test_the_demo_banner_names_the_address_serve_listens_on(host: str, port: int, expected: str) -> None:
+    assert local_url(ServerConfig(host=host, port=port)) == expected

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from dispatch.config import ServerConfig
 from dispatch.database import Conn
 from dispatch.demo.floor import build_demo_floor_if_empty
 from dispatch.runtime import Runtime
@@ -70,11 +71,23 @@ async def ensure_demo_access(conn: Conn, console_url: str) -> DemoAccess:
     return DemoAccess(console_url.rstrip("/"), admin_password, supervisor_password, operator_password, token)
 
 
+def local_url(server: ServerConfig) -> str:
+    """Where a browser on this machine reaches `serve`: the address it listens on, so a port set
+    with CARELINE_SERVER_PORT is the one printed. `public_url` is what SMS links show to others;
+    it is the answer only when the port is chosen by the system (0)."""
+    if server.port == 0:
+        return server.public_url
+    host = "127.0.0.1" if server.host in ("", "0.0.0.0") else "[::1]" if server.host == "::" else server.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}"
+
+
 async def prepare_demo_floor(runtime: Runtime) -> None:
     """Build the demo floor on first start, then (re)issue the demo log-ins and print them."""
     summary = await build_demo_floor_if_empty(runtime)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        access = await ensure_demo_access(conn, runtime.config.server.public_url)
+        access = await ensure_demo_access(conn, local_url(runtime.config.server))
     if summary is not None:
         print(summary.describe())
     else:
