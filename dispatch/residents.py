@@ -9,6 +9,7 @@ when the stored record already says the same, so an import can be re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import asyncpg
 from dispatch.database import Conn
 from dispatch.devices import COLUMNS as DEVICE_COLUMNS
 from dispatch.devices import Device, device_from_row
+from dispatch.events import append_event
 from dispatch.geography import Place, communities_matching, place_of
 from dispatch.id_numbers import mask_id_number
 from dispatch.phones import PhoneBook
@@ -244,38 +246,61 @@ _FOREIGN_KEYS = {
 }
 
 
-async def upsert_resident(conn: Conn, resident: ResidentInput) -> tuple[Resident, bool]:
-    """Create the resident with this ID number or bring it up to date; True if anything changed."""
+async def upsert_resident(
+    conn: Conn, resident: ResidentInput, *, actor: str | None = None
+) -> tuple[Resident, bool]:
+    """Create the resident with this ID number or bring it up to date; True if anything changed.
+
+    With an `actor` (a person at the console, an import), a change is written to the event log as
+    `resident.created` / `resident.updated` naming the fields changed, never their values: the
+    log is read more widely than the record.
+    """
     try:
         async with conn.transaction():
-            return await _upsert_resident(conn, resident)
+            saved, changed, fields = await _upsert_resident(conn, resident)
+            if changed and actor is not None:
+                await append_event(
+                    conn,
+                    subject_type="resident",
+                    subject_id=saved.id,
+                    kind="resident.updated" if fields else "resident.created",
+                    actor=actor,
+                    data={"fields": fields} if fields else {},
+                )
+            return saved, changed
     except asyncpg.ForeignKeyViolationError as exc:
         name = _FOREIGN_KEYS.get(exc.constraint_name or "", "resident")
         raise InvalidInput.one(name, "refers to nothing that exists") from None
 
 
-async def _upsert_resident(conn: Conn, resident: ResidentInput) -> tuple[Resident, bool]:
+def _changed_fields(before: ResidentInput, after: ResidentInput) -> list[str]:
+    return [f.name for f in dataclasses.fields(after) if getattr(before, f.name) != getattr(after, f.name)]
+
+
+async def _upsert_resident(conn: Conn, resident: ResidentInput) -> tuple[Resident, bool, list[str]]:
+    """The saved resident, whether anything changed, and which fields did (none for a new one)."""
     args = _resident_args(resident)
     row = await conn.fetchrow(INSERT_RESIDENT, *args)
     if row is not None:
         await _replace_phones(conn, row["id"], resident.phones)
         await _replace_contacts(conn, row["id"], resident.contacts)
-        return _resident(row), True
+        return _resident(row), True, []
     row = await conn.fetchrow(
         f"SELECT {RESIDENT_COLUMNS} FROM residents r WHERE r.id_number = $1 FOR UPDATE", resident.id_number
     )
     assert row is not None
     phones = await _phones_of(conn, row["id"])
     contacts = await _contacts_of(conn, row["id"])
-    if _stored_input(row, phones, contacts) == resident:
-        return _resident(row), False
+    stored = _stored_input(row, phones, contacts)
+    if stored == resident:
+        return _resident(row), False, []
     row = await conn.fetchrow(UPDATE_RESIDENT, *args)
     assert row is not None
     if phones != resident.phones:
         await _replace_phones(conn, row["id"], resident.phones)
     if contacts != resident.contacts:
         await _replace_contacts(conn, row["id"], resident.contacts)
-    return _resident(row), True
+    return _resident(row), True, _changed_fields(stored, resident)
 
 
 async def resident_input_of(conn: Conn, id_number: str) -> ResidentInput | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -107,6 +108,24 @@ async def test_resident_upsert_is_idempotent(conn: Conn, geo: Geo) -> None:
     assert moved.id == created.id
     assert moved.updated_at > created.updated_at
     assert moved.created_at == created.created_at
+
+
+async def test_a_change_by_someone_is_logged_with_the_fields_not_their_values(conn: Conn, geo: Geo) -> None:
+    created, _ = await upsert_resident(conn, wang(geo), actor="user:admin")
+    await upsert_resident(conn, wang(geo), actor="user:admin")  # nothing changed: nothing logged
+    await upsert_resident(conn, wang(geo, address="海东路14号", notes="左耳听力差"), actor="user:zhang")
+    await upsert_resident(conn, wang(geo, address="海东路15号"))  # no actor (a test, a seed): not logged
+    rows = await conn.fetch(
+        "SELECT kind, actor, data FROM events WHERE subject_type = 'resident' AND subject_id = $1"
+        " ORDER BY id",
+        created.id,
+    )
+    assert [(r["kind"], r["actor"]) for r in rows] == [
+        ("resident.created", "user:admin"),
+        ("resident.updated", "user:zhang"),
+    ]
+    assert rows[1]["data"] == {"fields": ["address", "notes"]}
+    assert "海东路" not in json.dumps([dict(r["data"]) for r in rows], ensure_ascii=False)
 
 
 async def test_contacts_and_phones_keep_their_order(conn: Conn, geo: Geo) -> None:

@@ -382,7 +382,7 @@ async def create_resident(request: web.Request) -> web.StreamResponse:
                 )
                 if exists is not None:
                     raise InvalidInput.one("id_number", ALREADY_REGISTERED)
-                saved, changed = await upsert_resident(conn, resident)
+                saved, changed = await upsert_resident(conn, resident, actor=f"user:{request[USER].username}")
                 # Registered between the check and the insert: the upsert updated it; undone here.
                 if not changed or saved.created_at != saved.updated_at:
                     raise InvalidInput.one("id_number", ALREADY_REGISTERED)
@@ -436,7 +436,9 @@ async def save_resident(request: web.Request) -> web.StreamResponse:
             return _not_found(request)
         choices = await _choices(conn)
         try:
-            await upsert_resident(conn, _build(request, values, found[0]))
+            await upsert_resident(
+                conn, _build(request, values, found[0]), actor=f"user:{request[USER].username}"
+            )
         except InvalidInput as exc:
             card = await get_resident(conn, resident_id)
             assert card is not None

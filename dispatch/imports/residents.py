@@ -207,6 +207,6 @@ class ResidentRows:
 
     async def save(self, resident: ResidentInput) -> tuple[bool, bool]:
         """(created, changed)."""
-        saved, changed = await upsert_resident(self.conn, resident)
+        saved, changed = await upsert_resident(self.conn, resident, actor="system:import")
         # Both timestamps start as the transaction's now(); an update moves only updated_at.
         return changed and saved.created_at == saved.updated_at, changed
