@@ -185,6 +185,22 @@ async def test_card_masks_the_id_number(http: aiohttp.ClientSession, world: Worl
     assert body["devices"][0]["caller"] == "+864716900009"
 
 
+async def test_every_opening_of_a_card_is_in_the_access_log(
+    http: aiohttp.ClientSession, world: World, service: Service
+) -> None:
+    await get(http, world, f"/api/v1/residents/{world.wang_id}")
+    await get(http, world, f"/api/v1/residents/{world.zhang_id}", token=world.admin)
+    await get(http, world, "/api/v1/residents", q="王")  # a search opens no record
+    assert service.runtime is not None
+    rows = await service.runtime.pool.fetch(
+        "SELECT username, role, resident_id, via, ip FROM resident_access_log ORDER BY id"
+    )
+    assert [(r["username"], r["role"], r["resident_id"], r["via"], r["ip"]) for r in rows] == [
+        ("op", "operator", world.wang_id, "api", "127.0.0.1"),
+        ("boss", "admin", world.zhang_id, "api", "127.0.0.1"),
+    ]
+
+
 async def test_only_an_admin_may_reveal_the_id_number(http: aiohttp.ClientSession, world: World) -> None:
     path = f"/api/v1/residents/{world.wang_id}"
     status, body = await get(http, world, path, reveal="id_number")

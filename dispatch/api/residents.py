@@ -20,6 +20,7 @@ from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, page_schem
 from dispatch.devices import Device
 from dispatch.geography import BIGSERIAL_MAX, PlaceError, as_id
 from dispatch.phones import PhoneBook, PhoneNumberError
+from dispatch.resident_access import log_resident_access
 from dispatch.resident_input import age_on
 from dispatch.residents import (
     ResidentCard,
@@ -164,6 +165,7 @@ async def resident_card(request: web.Request) -> web.Response:
         card = await get_resident(conn, resident_id)
         if card is None:
             raise not_found("resident")
+        await log_resident_access(conn, request, user, resident_id, via="api")
         body = card_json(card, runtime.phones, today)
         if reveal:
             body["id_number"] = await reveal_id_number(

@@ -13,7 +13,8 @@ Modules:
   the Jinja2 environments, the texts the scripts get.
 - `floor.py`: the floor page, its snapshot and the resident card.
 - `live.py`: the WebSocket that carries bus events to the browser.
-- `access_log.py`: who opened which resident's record; the admin page.
+- `access_log.py`: the admin page of who opened which resident's record
+  (written by `dispatch/resident_access.py`).
 
 Adding a page:
 
@@ -38,7 +39,7 @@ Adding a page:
    scripts use `CARELINE.api(method, url, body)`, which sends `X-CSRF-Token`.
    The middleware refuses anything else with 403.
 6. Showing one resident's record: call
-   `access_log.log_resident_access(conn, request, user, resident_id, via="page")`.
+   `dispatch.resident_access.log_resident_access(conn, request, user, resident_id, via="page")`.
 7. Build page content in scripts with `CARELINE.el(tag, attrs, ...children)`
    (text nodes only), never `innerHTML`: names and notes come from people.
 """

@@ -1,9 +1,4 @@
-"""Who opened which resident's record, when and from where; admins read it at /console/admin/access-log.
-
-Every console handler that shows one resident's record calls
-`log_resident_access` before it answers (a card popped by a call or opened from
-a board: `via="card"`; the resident's page: `via="page"`).
-"""
+"""The admin page that reads the resident access log (written by `dispatch/resident_access.py`)."""
 
 from __future__ import annotations
 
@@ -13,9 +8,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from dispatch.api.keys import RUNTIME
-from dispatch.console.pages import client_ip, page, render
+from dispatch.console.pages import page, render
 from dispatch.database import Conn
-from dispatch.users import Role, User
+from dispatch.users import Role
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 100
@@ -31,23 +26,6 @@ class Access:
     via: str
     ip: str
     user_agent: str
-
-
-async def log_resident_access(
-    conn: Conn, request: web.Request, user: User, resident_id: int, *, via: str
-) -> None:
-    await conn.execute(
-        """INSERT INTO resident_access_log (at, user_id, username, role, resident_id, via, ip, user_agent)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        request.app[RUNTIME].clock(),
-        user.id,
-        user.username,
-        user.role.value,
-        resident_id,
-        via,
-        client_ip(request),
-        request.headers.get("User-Agent", "")[:300],
-    )
 
 
 async def recent_accesses(

@@ -20,10 +20,10 @@ from dispatch.api.auth import current_user
 from dispatch.api.errors import not_found, ok
 from dispatch.api.keys import RUNTIME
 from dispatch.api.residents import card_json
-from dispatch.console.access_log import log_resident_access
 from dispatch.console.pages import page, render
 from dispatch.database import Conn
 from dispatch.orders import list_orders
+from dispatch.resident_access import log_resident_access
 from dispatch.residents import get_resident
 from telephony.call_records import list_calls
 

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from dispatch.api.keys import RUNTIME
 from dispatch.console import i18n
-from dispatch.console.pages import SESSION, SESSION_COOKIE, client_ip, cookie_secure, gettext_for, render
+from dispatch.console.pages import SESSION, SESSION_COOKIE, cookie_secure, gettext_for, render
 from dispatch.console.sessions import LoginRefused, log_in, log_out
+from dispatch.resident_access import client_ip
 
 routes = web.RouteTableDef()
 HOME = "/console/"

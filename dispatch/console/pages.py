@@ -42,11 +42,6 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-def client_ip(request: web.Request) -> str:
-    """The peer address (behind a reverse proxy: the proxy's, unless it is configured to pass it)."""
-    return request.remote or ""
-
-
 def cookie_secure(request: web.Request) -> bool:
     """Secure cookies over TLS (or an https public URL), as `console.secure_cookies` says."""
     config = request.app[RUNTIME].config

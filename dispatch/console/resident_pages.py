@@ -20,13 +20,13 @@ from aiohttp import web
 
 from dispatch.alerts import list_alerts
 from dispatch.api.keys import RUNTIME, USER
-from dispatch.console.access_log import log_resident_access
 from dispatch.console.i18n import _N
 from dispatch.console.pages import gettext_for, page, render
 from dispatch.database import Conn
 from dispatch.geography import PlaceError
 from dispatch.orders import list_orders
 from dispatch.phones import PhoneNumberError
+from dispatch.resident_access import log_resident_access
 from dispatch.resident_input import MAX_CONTACTS, Language, LivingSituation, PhoneKind, ResidentInput, age_on
 from dispatch.residents import get_resident, resident_input_of, search_residents, upsert_resident
 from dispatch.subsidies import list_subsidy_programmes
