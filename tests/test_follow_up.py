@@ -9,9 +9,11 @@ import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
+from openpyxl import load_workbook
 
 from dispatch.call_task_steps import BusWatch, CallTaskSteps
 from dispatch.call_tasks import CHECK, TaskReason, tasks_of
@@ -19,6 +21,7 @@ from dispatch.config import Config
 from dispatch.events import DomainEvent
 from dispatch.follow_up import FollowUpHooks
 from dispatch.orders import EvidenceSource, Order, OrderState
+from dispatch.settlement import run_settlement
 from dispatch.visit_desk import VisitStep
 from telephony.originate import Originator, register_call_attempts
 from telephony.simulator import AmiPeer, Script, replay, silent_originate
@@ -93,7 +96,9 @@ async def peer() -> AsyncIterator[AmiPeer]:
     await peer.stop()
 
 
-async def test_rating_digit_confirms_the_order(world: World, peer: AmiPeer) -> None:
+async def test_rating_digit_confirms_the_order_and_it_is_settled(
+    world: World, peer: AmiPeer, tmp_path: Path
+) -> None:
     lane = world.lane
     order = await visited(world)
     assert order.state is OrderState.COMPLETED
@@ -143,6 +148,19 @@ async def test_rating_digit_confirms_the_order(world: World, peer: AmiPeer) -> N
     async with lane.pool.acquire() as conn:
         [task] = await tasks_of(conn, "order", order.id)
     assert (task.state.value, task.outcome, task.digit, task.tries) == ("done", "rated 4", "4", 1)
+
+    # The end of the lane: the month's settlement workbook carries the order and its evidence.
+    out = tmp_path / "settlement.xlsx"
+    report = await run_settlement(lane.runtime, done.subsidy_month, out, settle=True)
+    assert report.settled_now == [order.id]
+    sheet = load_workbook(out, read_only=True)["服务凭证 Evidence"]
+    header, *rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    [row] = [dict(zip(header, r, strict=True)) for r in rows if r[0] == order.id]
+    assert row["状态 State"] == OrderState.SETTLED.value
+    assert row["服务商 Provider"] == "近邻家政"
+    assert (row["签到方式 Check-in source"], row["签退方式 Check-out source"]) == ("api", "api")
+    assert row["评分 Rating"] == 4
+    assert row["服务时长(小时) Hours"] == 1.0
 
 
 async def test_a_restart_between_the_digit_and_the_confirmation_still_confirms(
