@@ -210,6 +210,7 @@ class CallRecorder:
         self.updates: list[AttemptUpdate] = []
         self.last_error: str | None = None
         self.written = 0
+        self._ended_counters: dict[tuple[Direction, Disposition], Any] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -368,9 +369,17 @@ class CallRecorder:
             state.written = written.row
         if "call.ended" in written.published:
             call = written.call
-            self.metrics.calls_ended.labels(
-                self.server, call.direction.value, (call.disposition or Disposition.FAILED).value
-            ).inc()
+            self._ended_counter(call.direction, call.disposition or Disposition.FAILED).inc()
+
+    def _ended_counter(self, direction: Direction, disposition: Disposition) -> Any:
+        """The calls_ended child of one direction and disposition (`labels` is slow for every call)."""
+        key = (direction, disposition)
+        counter = self._ended_counters.get(key)
+        if counter is None:
+            counter = self._ended_counters[key] = self.metrics.calls_ended.labels(
+                self.server, direction.value, disposition.value
+            )
+        return counter
 
     async def _identify(self, conn: Conn, calls: list[Call]) -> dict[str, Identity]:
         """Who each call's far end is; a call keeps what it was identified as the first time."""
@@ -556,14 +565,16 @@ class CallRecorder:
             if call_id is None:
                 continue
             identity = identities[call.linkedid]
-            base = {"call_id": call_id, "server": self.server}
-            if "call.ringing" not in state.published:
+            server = self.server
+            published = state.published
+            if "call.ringing" not in published:
                 pending.append(
                     _Pending(
                         "call.ringing",
                         call,
-                        base
-                        | {
+                        {
+                            "call_id": call_id,
+                            "server": server,
                             "direction": call.direction.value,
                             "number": self._number(call, call.far_number),
                             "did": call.did,
@@ -584,28 +595,36 @@ class CallRecorder:
                             _Pending(
                                 "call.from_resident",
                                 call,
-                                base | {"resident_id": resident_id},
+                                {"call_id": call_id, "server": server, "resident_id": resident_id},
                                 call.arrived_at,
                             )
                         )
-            if call.answered_at is not None and "call.answered" not in state.published:
+            if call.answered_at is not None and "call.answered" not in published:
                 pending.append(
                     _Pending(
                         "call.answered",
                         call,
-                        base
-                        | {"operator": call.operator, "queue": call.queue, "wait_seconds": call.wait_seconds},
+                        {
+                            "call_id": call_id,
+                            "server": server,
+                            "operator": call.operator,
+                            "queue": call.queue,
+                            "wait_seconds": call.wait_seconds,
+                        },
                         call.answered_at,
                     )
                 )
-            disposition = call.disposition
-            if disposition is not None and call.ended_at is not None and "call.ended" not in state.published:
+            if call.ended_at is not None and "call.ended" not in published:
+                disposition = call.disposition
+                if disposition is None:
+                    continue
                 pending.append(
                     _Pending(
                         "call.ended",
                         call,
-                        base
-                        | {
+                        {
+                            "call_id": call_id,
+                            "server": server,
                             "disposition": disposition.value,
                             "operator": call.operator,
                             "wait_seconds": call.wait_seconds,
@@ -621,22 +640,25 @@ class CallRecorder:
     async def _append(self, conn: Conn, pending: list[_Pending]) -> list[DomainEvent]:
         if not pending:
             return []
+        actor = self.actor.name
         # a call.from_resident event is about the call too, so every event's subject is the call
         rows = await conn.fetch(
             INSERT_EVENTS,
-            self.actor.name,
-            [(p.at, p.data["call_id"], p.kind, _row(p.call).context_text, p.data) for p in pending],
+            actor,
+            [(p.at, p.data["call_id"], p.kind, p.call.row.context_text, p.data) for p in pending],
         )
+        utc = dt.UTC
+        when = dt.datetime.fromtimestamp
         return [
             DomainEvent(
-                kind=p.kind,
-                subject_type="call",
-                subject_id=p.data["call_id"],
-                data=p.data,
-                context_id=_row(p.call).context_id,
-                actor=self.actor.name,
-                occurred_at=dt.datetime.fromtimestamp(p.at, dt.UTC),
-                event_id=int(row["id"]),
+                p.kind,
+                "call",
+                p.data["call_id"],
+                p.data,
+                p.call.row.context_id,
+                actor,
+                when(p.at, utc),
+                row[0],
             )
             for p, row in zip(pending, rows, strict=True)
         ]
