@@ -567,7 +567,7 @@ class FrameReader:
                     try:
                         message = fast(buffer[start:end].decode("utf-8", "replace"), received)
                     except (_Unusual, ValueError):
-                        pass
+                        pass  # laid out otherwise than Asterisk writes it: the general decoder reads it
                     else:
                         if message is not None:
                             out.append(message)

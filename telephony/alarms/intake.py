@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ from telephony.alarms.kinds import (
     Outcome,
     Qualifier,
 )
+
+log = logging.getLogger(__name__)
 
 # Errors that mean "the database is not there right now": the sender gets no ACK and retries.
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
@@ -659,9 +662,14 @@ class _GroupCommit:
                 for _, future in batch:
                     future.set_exception(exc)
                 return
-            except Exception:
+            except Exception as exc:
                 # One message failed the transaction (a deadlock, a bug): each alone, as without batching.
-                pass
+                # The error's type only: its text may quote a message's fields.
+                log.warning(
+                    "a batch of %d alarms failed its shared transaction (%s); committing each alone",
+                    len(batch),
+                    type(exc).__name__,
+                )
             else:
                 for (_, future), result in zip(batch, results, strict=True):
                     if isinstance(result, ReceiptConflict):
