@@ -34,6 +34,8 @@ Adding a page:
    `SCRIPT_TEXTS` in `i18n.py`); then `make messages` and fill in the
    Chinese in `locale/zh_CN/LC_MESSAGES/console.po`. Times:
    `{{ value | local_time(tz) }}`, `CARELINE.time(iso)` / `CARELINE.dateTime(iso)`.
+   Templates use Jinja's new-style gettext, which always applies `%` formatting:
+   a literal percent is written `%%` (a test refuses a bare one).
 5. Forms that change anything are POST and carry
    `<input type="hidden" name="csrf_token" value="{{ csrf_token }}">`;
    scripts use `CARELINE.api(method, url, body)`, which sends `X-CSRF-Token`.
