@@ -4,6 +4,7 @@ the development outbox (the same route_reply path Twilio's webhook takes) and on
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatch.api.bodies import parse_json_object
+from dispatch.api.errors import ApiError
 from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
 from providers.job_links import job_link
@@ -286,3 +289,12 @@ async def test_openapi_describes_every_order_action(api: Api) -> None:
         assert "409" in operation["responses"]
     assert {"get", "post"} <= set(spec["paths"]["/api/v1/orders"])
     assert "Candidate" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("text", ["取消\u0000了", "half \udb91 a pair"])
+def test_text_postgresql_cannot_store_is_a_400_naming_the_field(text: str) -> None:
+    raw = json.dumps({"reason": text}).encode()
+    with pytest.raises(ApiError) as refused:
+        parse_json_object(raw)
+    assert (refused.value.status, refused.value.extra.get("field")) == (400, "reason")
+    assert parse_json_object(json.dumps({"reason": "取消了"}).encode()) == {"reason": "取消了"}
