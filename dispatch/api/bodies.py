@@ -34,34 +34,18 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise bad_request("body", "expected a JSON object") from None
     if not isinstance(payload, dict):
         raise bad_request("body", "expected a JSON object")
-    for name, value in payload.items():
-        try:
-            storable = _storable(value)
-        except RecursionError:
-            raise bad_request("body", "expected a JSON object") from None
-        if not _storable(name) or not storable:
-            # PostgreSQL text holds neither, and a driver error later would be a 500.
-            raise bad_request(
-                name if _storable(name) else "body", "text may not hold a NUL character or a lone surrogate"
-            )
     return payload
 
 
-def _storable(value: Any) -> bool:
-    """Every string in the value is text PostgreSQL can store (JSON escapes can spell NUL and
-    half a surrogate pair; json.loads lets both through)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
+def storable_text(value: str) -> bool:
+    """Text PostgreSQL can store: JSON escapes can spell NUL and half a surrogate pair, and
+    json.loads lets both through to a driver error (a 500) later."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 
@@ -75,6 +59,8 @@ def text_field(
         return ""
     if not isinstance(value, str) or len(value) > max_length:
         raise bad_request(name, f"expected text of at most {max_length} characters")
+    if not storable_text(value):
+        raise bad_request(name, "text may not hold a NUL character or a lone surrogate")
     if required and not value.strip():
         raise bad_request(name, "is required")
     return value.strip()
