@@ -20,8 +20,9 @@ from telephony.alarms import dc09
 from telephony.alarms.cid_intake import ingest_contact_id
 from telephony.alarms.contact_id import ContactIdError, build_contact_id
 from telephony.alarms.dc09_server import frame_message
-from telephony.alarms.intake import IntakeResult, take
+from telephony.alarms.intake import take
 from telephony.alarms.kinds import Outcome
+from telephony.alarms.messages import IntakeResult
 from tests.alarm_helpers import alarm_config, sia, unit
 from tests.helpers import FakeClock
 

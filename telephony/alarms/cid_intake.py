@@ -8,8 +8,9 @@ import hashlib
 from dispatch.alert_desk import AlertDesk
 from dispatch.runtime import Runtime
 from telephony.alarms.contact_id import ContactIdEvent, EventFile, parse_contact_id
-from telephony.alarms.intake import DeviceKey, IncomingAlarm, IntakeResult, Message, take
+from telephony.alarms.intake import take
 from telephony.alarms.kinds import AlarmSource
+from telephony.alarms.messages import DeviceKey, IncomingAlarm, IntakeResult, Message
 
 
 def _alarm(event: ContactIdEvent) -> IncomingAlarm:

@@ -29,8 +29,9 @@ from dispatch.components import Health
 from dispatch.runtime import Runtime
 from telephony.alarms import dc09
 from telephony.alarms.contact_id import ContactIdEvent
-from telephony.alarms.intake import DATABASE_DOWN, DeviceKey, IncomingAlarm, Message, take
+from telephony.alarms.intake import DATABASE_DOWN, take
 from telephony.alarms.kinds import AlarmSource
+from telephony.alarms.messages import DeviceKey, IncomingAlarm, Message
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, page_schem
 from telephony.alarms.cid_intake import event_file_message
 from telephony.alarms.contact_id import ContactIdError, parse_event_file
 from telephony.alarms.heartbeats import silent_devices
-from telephony.alarms.intake import DATABASE_DOWN, DeviceKey, IncomingAlarm, Message, ReceiptConflict, take
+from telephony.alarms.intake import DATABASE_DOWN, take
 from telephony.alarms.integrations import (
     HEADER_KEY,
     HEADER_SIGNATURE,
@@ -41,6 +41,7 @@ from telephony.alarms.integrations import (
     verify_request,
 )
 from telephony.alarms.kinds import AlarmKind, AlarmSource, Qualifier
+from telephony.alarms.messages import DeviceKey, IncomingAlarm, Message, ReceiptConflict
 
 routes = web.RouteTableDef()
 

@@ -33,6 +33,7 @@ import datetime as dt
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +48,21 @@ from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
 from dispatch.repairs import request_repair
 from dispatch.runtime import Runtime
+from telephony.alarms.arrival import Arrival, arrive, is_life_sign
 from telephony.alarms.kinds import (
     ALERT_KINDS,
     MAINTENANCE_KINDS,
     AlarmKind,
-    AlarmSource,
     Outcome,
     Qualifier,
+)
+from telephony.alarms.messages import (
+    AlarmResult,
+    HeardDevice,
+    IncomingAlarm,
+    IntakeResult,
+    Message,
+    ReceiptConflict,
 )
 
 log = logging.getLogger(__name__)
@@ -62,151 +71,112 @@ log = logging.getLogger(__name__)
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
-class ReceiptConflict(Exception):
-    """The sender reused an idempotency key for a different message."""
-
-
-@dataclass(frozen=True)
-class DeviceKey:
-    """How the message names its device; at most one is set."""
-
-    dc09_account: str | None = None
-    cloud_id: str | None = None
-    caller_e164: str | None = None
-
-
-@dataclass(frozen=True)
-class IncomingAlarm:
-    kind: AlarmKind
-    qualifier: Qualifier
-    code: str
-    zone: str | None = None
-    partition: str | None = None
-    description: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    sender_at: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class Message:
-    """What one sender delivered at once (a DC-09 frame, an event file, one POST)."""
-
-    source: AlarmSource
-    sender: str
-    actor: str
-    device: DeviceKey
-    payload: str
-    alarms: tuple[IncomingAlarm, ...]
-    received_at: dt.datetime
-    # None: no receipt (a supervision message stores nothing to repeat)
-    receipt_key: str | None = None
-    digest: str = ""
-    # how long a receipt blocks a repeat; None: forever
-    duplicate_window_seconds: float | None = None
-    # a reused key with other content: a conflict (HTTP), or a new message (DC-09 wrap)
-    reused_key_is_conflict: bool = False
-    battery_percent: int | None = None
-    integration_id: int | None = None
-
-
-@dataclass(frozen=True)
-class AlarmResult:
-    alarm_id: int
-    kind: AlarmKind
-    outcome: Outcome
-    alert_id: int | None
-
-
-@dataclass(frozen=True)
-class IntakeResult:
-    duplicate: bool
-    device_id: int | None
-    alarms: tuple[AlarmResult, ...]
-    events: tuple[DomainEvent, ...] = field(default=(), repr=False)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "duplicate": self.duplicate,
-            "device_id": self.device_id,
-            "alarms": [
-                {"id": a.alarm_id, "kind": a.kind.value, "outcome": a.outcome.value, "alert_id": a.alert_id}
-                for a in self.alarms
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class _Device:
-    id: int
-    resident_id: int | None
-    mains_lost_at: dt.datetime | None
-    battery_low_at: dt.datetime | None
-
-
-UPSERT_RECEIPT = """
-INSERT INTO alarm_receipts AS r (source, key, digest, received_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (source, key) DO UPDATE
-    SET digest = EXCLUDED.digest, received_at = EXCLUDED.received_at, alarm_ids = '{}'
-    WHERE (NOT $6 AND r.digest <> EXCLUDED.digest)
-       OR ($5::float8 IS NOT NULL AND r.received_at < EXCLUDED.received_at - make_interval(secs => $5))
-RETURNING 1
-"""
-
-# The device is found and marked seen in one statement; the row lock it takes orders
-# concurrent alarms of one device, so repeats join one alert instead of racing.
-SEEN = """
-UPDATE devices SET last_seen_at = greatest(coalesce(last_seen_at, $2), $2),
-                   battery_percent = coalesce($3, battery_percent)
-WHERE {column} = $1
-RETURNING id, resident_id, mains_lost_at, battery_low_at
-"""
-
 INSERT_ALARM = """
-INSERT INTO alarms (source, sender, device_id, resident_id, kind, qualifier, code, zone, partition, payload,
-                    details, sender_at, received_at, outcome, alert_id, notice_id, integration_id, context_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-RETURNING id
+INSERT INTO alarms (id, source, sender, device_id, resident_id, kind, qualifier, code, zone, partition,
+                    payload, details, sender_at, received_at, outcome, alert_id, notice_id, integration_id,
+                    context_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 """
 
 
-async def _receipt(conn: Conn, message: Message) -> tuple[int, ...] | None:
-    """None when this message is new; the alarm ids it stored before when it is a repeat."""
-    assert message.receipt_key is not None
-    fresh = await conn.fetchval(
-        UPSERT_RECEIPT,
-        message.source.value,
-        message.receipt_key,
-        message.digest,
-        message.received_at,
-        message.duplicate_window_seconds,
-        message.reused_key_is_conflict,
+def alarms_of(message: Message, settings: AlarmsConfig) -> tuple[IncomingAlarm, ...]:
+    """The alarms the message stores: its own, and a low-battery one when it reported a low level."""
+    alarms = message.alarms
+    battery_low = (
+        message.battery_percent is not None and message.battery_percent <= settings.battery_low_percent
     )
-    if fresh is not None:
-        return None
-    row = await conn.fetchrow(
-        "SELECT digest, alarm_ids FROM alarm_receipts WHERE source = $1 AND key = $2",
-        message.source.value,
-        message.receipt_key,
-    )
-    assert row is not None
-    if row["digest"] != message.digest:
-        raise ReceiptConflict(f"{message.receipt_key} was already used for another message")
-    return tuple(row["alarm_ids"])
+    if battery_low and not any(a.kind is AlarmKind.LOW_BATTERY for a in alarms):
+        # A cloud reporting a low level alongside anything else is a low-battery report too.
+        alarms += (
+            IncomingAlarm(
+                AlarmKind.LOW_BATTERY,
+                Qualifier.NEW,
+                "battery",
+                description=f"battery {message.battery_percent}%",
+                sender_at=alarms[0].sender_at if alarms else None,
+            ),
+        )
+    return alarms
 
 
-async def _seen(conn: Conn, message: Message) -> _Device | None:
-    key = message.device
-    column, value = (
-        ("dc09_account", key.dc09_account)
-        if key.dc09_account
-        else ("cloud_id", key.cloud_id)
-        if key.cloud_id
-        else ("caller_e164", key.caller_e164)
+def needs_transaction(messages: Sequence[Message], settings: AlarmsConfig) -> bool:
+    """False when the arrival statement alone does everything (it is then its own transaction)."""
+    return not all(
+        not alarms or is_life_sign(alarms) for alarms in (alarms_of(m, settings) for m in messages)
     )
-    if not value:
-        return None
-    row = await conn.fetchrow(SEEN.format(column=column), value, message.received_at, message.battery_percent)
-    return _Device(**dict(row.items())) if row else None
+
+
+def rounds(messages: Sequence[Message]) -> list[list[int]]:
+    """Positions of `messages` in groups without a repeated receipt key, in order: a resend that
+    arrives in the batch of its original goes in a later group and is found a repeat there."""
+    groups: list[list[int]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, message in enumerate(messages):
+        key = (message.source.value, message.receipt_key) if message.receipt_key is not None else None
+        level = seen.get(key, -1) + 1 if key else 0
+        if key:
+            seen[key] = level
+        while len(groups) <= level:
+            groups.append([])
+        groups[level].append(i)
+    return groups
+
+
+async def record_messages(
+    conn: Conn, desk: AlertDesk, settings: AlarmsConfig, messages: Sequence[Message]
+) -> list[IntakeResult | ReceiptConflict]:
+    """Everything each message means, in the caller's transaction (or in the arrival statement's own
+    when `needs_transaction` is False and there is one round); publish `events` after the commit.
+    A ReceiptConflict stands for a message that wrote nothing."""
+    results: list[IntakeResult | ReceiptConflict | None] = [None] * len(messages)
+    for group in rounds(messages):
+        batch = [messages[i] for i in group]
+        for i, result in zip(group, await _record_round(conn, desk, settings, batch), strict=True):
+            results[i] = result
+    return [r for r in results if r is not None]
+
+
+async def _record_round(
+    conn: Conn, desk: AlertDesk, settings: AlarmsConfig, messages: Sequence[Message]
+) -> list[IntakeResult | ReceiptConflict]:
+    alarms = [alarms_of(m, settings) for m in messages]
+    arrivals = await arrive(conn, list(zip(messages, alarms, strict=True)))
+    receipts = await _receipts(conn, [m for m, a in zip(messages, arrivals, strict=True) if not a.fresh])
+    results: list[IntakeResult | ReceiptConflict] = []
+    for message, its_alarms, arrival in zip(messages, alarms, arrivals, strict=True):
+        if not arrival.fresh:
+            digest, alarm_ids = receipts[(message.source.value, message.receipt_key or "")]
+            if digest != message.digest:
+                results.append(ReceiptConflict(f"{message.receipt_key} was already used for another message"))
+            else:
+                results.append(await _repeat(conn, alarm_ids))
+        elif arrival.stored:
+            results.append(
+                IntakeResult(
+                    duplicate=False,
+                    device_id=arrival.device.id if arrival.device else None,
+                    alarms=(AlarmResult(arrival.alarm_ids[0], its_alarms[0].kind, Outcome.LIFE_SIGN, None),),
+                )
+            )
+        else:
+            results.append(await _record_alarms(conn, desk, settings, message, its_alarms, arrival))
+    return results
+
+
+Receipts = dict[tuple[str, str], tuple[str, tuple[int, ...]]]
+
+
+async def _receipts(conn: Conn, repeats: Sequence[Message]) -> Receipts:
+    """(digest, alarm ids) of the receipts that blocked `repeats`."""
+    if not repeats:
+        return {}
+    rows = await conn.fetch(
+        """SELECT r.source, r.key, r.digest, r.alarm_ids FROM alarm_receipts r
+           JOIN unnest($1::text[], $2::text[]) AS k(source, key) USING (source, key)""",
+        [m.source.value for m in repeats],
+        [m.receipt_key for m in repeats],
+    )
+    return {(r["source"], r["key"]): (r["digest"], tuple(r["alarm_ids"])) for r in rows}
 
 
 async def _repeat(conn: Conn, alarm_ids: tuple[int, ...]) -> IntakeResult:
@@ -223,37 +193,24 @@ async def _repeat(conn: Conn, alarm_ids: tuple[int, ...]) -> IntakeResult:
     )
 
 
-async def record_message(
-    conn: Conn, desk: AlertDesk, settings: AlarmsConfig, message: Message
+async def _record_alarms(
+    conn: Conn,
+    desk: AlertDesk,
+    settings: AlarmsConfig,
+    message: Message,
+    alarms: Sequence[IncomingAlarm],
+    arrival: Arrival,
 ) -> IntakeResult:
-    """Everything the message means, in the caller's transaction; publish `events` after its commit."""
-    if message.receipt_key is not None:
-        before = await _receipt(conn, message)
-        if before is not None:
-            return await _repeat(conn, before)
-    device = await _seen(conn, message)
+    """What each alarm of a fresh message means, and its row under the id its receipt holds."""
+    device = arrival.device
     events: list[DomainEvent] = []
     results: list[AlarmResult] = []
-    battery_low = (
-        message.battery_percent is not None and message.battery_percent <= settings.battery_low_percent
-    )
-    alarms = list(message.alarms)
-    if battery_low and not any(a.kind is AlarmKind.LOW_BATTERY for a in alarms):
-        # A cloud reporting a low level alongside anything else is a low-battery report too.
-        alarms.append(
-            IncomingAlarm(
-                AlarmKind.LOW_BATTERY,
-                Qualifier.NEW,
-                "battery",
-                description=f"battery {message.battery_percent}%",
-                sender_at=alarms[0].sender_at if alarms else None,
-            )
-        )
-    for alarm in alarms:
+    for alarm, alarm_id in zip(alarms, arrival.alarm_ids, strict=True):
         handled = await _handle(conn, desk, settings, message, device, alarm)
         events.extend(handled.events)
-        alarm_id = await conn.fetchval(
+        await conn.execute(
             INSERT_ALARM,
+            alarm_id,
             message.source.value,
             message.sender,
             device.id if device else None,
@@ -273,14 +230,7 @@ async def record_message(
             message.integration_id,
             handled.context_id,
         )
-        results.append(AlarmResult(int(alarm_id), alarm.kind, handled.outcome, handled.alert_id))
-    if message.receipt_key is not None:
-        await conn.execute(
-            "UPDATE alarm_receipts SET alarm_ids = $3 WHERE source = $1 AND key = $2",
-            message.source.value,
-            message.receipt_key,
-            [r.alarm_id for r in results],
-        )
+        results.append(AlarmResult(alarm_id, alarm.kind, handled.outcome, handled.alert_id))
     return IntakeResult(
         duplicate=False, device_id=device.id if device else None, alarms=tuple(results), events=tuple(events)
     )
@@ -311,7 +261,7 @@ async def _handle(
     desk: AlertDesk,
     settings: AlarmsConfig,
     message: Message,
-    device: _Device | None,
+    device: HeardDevice | None,
     alarm: IncomingAlarm,
 ) -> _Handled:
     now = message.received_at
@@ -331,7 +281,7 @@ async def _handle(
 
 
 async def _latest_alert(
-    conn: Conn, device: _Device | None, sender: str, kind: AlertKind | None
+    conn: Conn, device: HeardDevice | None, sender: str, kind: AlertKind | None
 ) -> tuple[int, bool, dt.datetime | None, Any] | None:
     """(id, open, closed_at, context id) of the most recent alert this alarm belongs with."""
     if device is not None and device.resident_id is not None:
@@ -373,7 +323,7 @@ async def _emergency(
     desk: AlertDesk,
     settings: AlarmsConfig,
     message: Message,
-    device: _Device | None,
+    device: HeardDevice | None,
     alarm: IncomingAlarm,
     alert_kind: AlertKind,
 ) -> _Handled:
@@ -451,7 +401,7 @@ async def _attach(
     conn: Conn,
     settings: AlarmsConfig,
     message: Message,
-    device: _Device | None,
+    device: HeardDevice | None,
     alarm: IncomingAlarm,
     alert_kind: AlertKind | None,
     note_kind: str,
@@ -471,7 +421,7 @@ async def _attach(
     return _Handled(Outcome.RESTORE_NOTED, alert_id, context_id=context_id, events=[event])
 
 
-async def _cancel(conn: Conn, message: Message, device: _Device | None, alarm: IncomingAlarm) -> _Handled:
+async def _cancel(conn: Conn, message: Message, device: HeardDevice | None, alarm: IncomingAlarm) -> _Handled:
     """The resident pressed cancel: ask for a call-back; only an operator closes the alert."""
     now = message.received_at
     latest = await _latest_alert(conn, device, message.sender, None)
@@ -512,7 +462,7 @@ _FAULT_ZH = {
 
 
 async def _maintenance(
-    conn: Conn, message: Message, device: _Device | None, alarm: IncomingAlarm, now: dt.datetime
+    conn: Conn, message: Message, device: HeardDevice | None, alarm: IncomingAlarm, now: dt.datetime
 ) -> _Handled:
     """A technical fault: the device row records it, and one notice per open fault reaches the floor."""
     column = _FAULT_COLUMN.get(alarm.kind)
@@ -633,60 +583,99 @@ class _GroupCommit:
             future.add_done_callback(_retrieve)
             raise
 
-    async def _write(self) -> None:
-        while self.queue:
-            batch, self.queue = self.queue[:BATCH_MAX], self.queue[BATCH_MAX:]
-            try:
-                await self._commit(batch)
-            except BaseException:
-                # cancelled (the loop is closing): nothing of this batch was acknowledged
-                for _, future in batch:
-                    future.cancel()
-                raise
+    def _next_batch(self) -> list[tuple[Message, asyncio.Future[IntakeResult]]]:
+        batch, self.queue = self.queue[:BATCH_MAX], self.queue[BATCH_MAX:]
+        # handled in device order, so alerts of the same residents are locked in one order too
+        batch.sort(key=lambda entry: _device_order(entry[0]))
+        return batch
 
-    async def _commit(self, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]) -> None:
+    async def _write(self) -> None:
+        """Hold one connection while messages wait (no pool round trip per batch); let it go after
+        anything went wrong with it, so the next batch starts on a clean one."""
         settings = self.runtime.config.alarms
-        if len(batch) > 1:
-            batch.sort(key=lambda entry: _device_order(entry[0]))
-            results: list[IntakeResult | ReceiptConflict] = []
+        while self.queue:
+            batch = self._next_batch()
             try:
                 async with asyncio.timeout(settings.intake_timeout_seconds):
-                    async with self.runtime.pool.acquire() as conn, conn.transaction():
-                        for message, _ in batch:
-                            try:
-                                results.append(await record_message(conn, self.desk, settings, message))
-                            except ReceiptConflict as conflict:
-                                # raised before the message wrote anything: the others carry on
-                                results.append(conflict)
+                    conn = await self.runtime.pool.acquire()
+                    try:
+                        # PostgreSQL otherwise re-plans the arrival statement (a dozen CTEs over arrays)
+                        # for every batch, which costs more than running it; intake's statements are
+                        # all keyed lookups that one plan serves. The pool's reset undoes it on release.
+                        await conn.execute("SET plan_cache_mode = force_generic_plan")
+                    except BaseException:
+                        await self.runtime.pool.release(conn)
+                        raise
             except DATABASE_DOWN as exc:
                 for _, future in batch:
                     future.set_exception(exc)
-                return
-            except Exception as exc:
-                # One message failed the transaction (a deadlock, a bug): each alone, as without batching.
-                # The error's type only: its text may quote a message's fields.
-                log.warning(
-                    "a batch of %d alarms failed its shared transaction (%s); committing each alone",
-                    len(batch),
-                    type(exc).__name__,
-                )
-            else:
-                for (_, future), result in zip(batch, results, strict=True):
-                    if isinstance(result, ReceiptConflict):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-                return
+                continue
+            except BaseException:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            try:
+                while await self._commit(conn, batch) and self.queue:
+                    batch = self._next_batch()
+            except BaseException:
+                # cancelled (the loop is closing): nothing of this batch was acknowledged
+                for _, future in batch:
+                    if not future.done():
+                        future.cancel()
+                raise
+            finally:
+                await self.runtime.pool.release(conn)
+
+    async def _commit(self, conn: Conn, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]) -> bool:
+        """Commit the batch and answer every future; False when the connection should be let go."""
+        messages = [message for message, _ in batch]
+        try:
+            results = await self._record(conn, messages)
+        except DATABASE_DOWN as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+            return False
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return True
+            # One message failed the transaction (a deadlock, a bug): each alone, as without batching.
+            # The error's type only: its text may quote a message's fields.
+            log.warning(
+                "a batch of %d alarms failed its shared transaction (%s); committing each alone",
+                len(batch),
+                type(exc).__name__,
+            )
+        else:
+            # only now, after the commit, may the callers answer their senders
+            for (_, future), result in zip(batch, results, strict=True):
+                if isinstance(result, ReceiptConflict):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            return True
+        healthy = True
         for message, future in batch:
             try:
-                async with asyncio.timeout(settings.intake_timeout_seconds):
-                    async with self.runtime.pool.acquire() as conn, conn.transaction():
-                        result = await record_message(conn, self.desk, settings, message)
+                [result] = await self._record(conn, [message])
             except Exception as exc:
+                healthy = healthy and not isinstance(exc, DATABASE_DOWN)
                 future.set_exception(exc)
             else:
-                # only now, after the commit, may the caller answer its sender
-                future.set_result(result)
+                if isinstance(result, ReceiptConflict):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        return healthy
+
+    async def _record(self, conn: Conn, messages: list[Message]) -> list[IntakeResult | ReceiptConflict]:
+        settings = self.runtime.config.alarms
+        async with asyncio.timeout(settings.intake_timeout_seconds):
+            if len(rounds(messages)) == 1 and not needs_transaction(messages, settings):
+                # one statement: committed when it returns
+                return await record_messages(conn, self.desk, settings, messages)
+            async with conn.transaction():
+                return await record_messages(conn, self.desk, settings, messages)
 
 
 def _retrieve(future: asyncio.Future[IntakeResult]) -> None:
