@@ -16,7 +16,7 @@ from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
 from telephony.alarms.contact_id import build_contact_id
 from telephony.alarms.heartbeats import sweep_silent_devices
-from telephony.alarms.integrations import add_integration
+from telephony.alarms.integrations import IntegrationKeys, SignatureRefused, add_integration
 from tests.alarm_helpers import SECRET_KEY, alarm_config, post_signed, signed_headers, unit
 
 
@@ -200,3 +200,25 @@ async def test_health_and_metrics_show_the_receiver(
     assert health["dc09"]["listening"] == f"127.0.0.1:{live.dc09.port}"
     assert health["heartbeats"]["status"] in ("ok", "degraded")
     assert 'careline_alarms_total{kind="sos",outcome="alert_raised",source="http"} 1.0' in metrics
+
+
+async def test_a_known_integration_is_checked_from_memory_and_a_revoked_one_refused_after_the_ttl(
+    pool: asyncpg.Pool, credentials: tuple[str, str, str]
+) -> None:
+    key, secret, _ = credentials
+    now = [1000.0]
+    keys = IntegrationKeys(pool, SECRET_KEY, ttl=10.0, clock=lambda: now[0])
+    integration, found = await keys.secret_for(key)
+    assert (integration.name, found) == ("hx-cloud", secret)
+    await pool.execute("UPDATE integrations SET revoked_at = now() WHERE key = $1", key)
+    now[0] += 9.0
+    assert (await keys.secret_for(key))[1] == secret  # still within the time it is kept
+    now[0] += 2.0
+    with pytest.raises(SignatureRefused, match="no such integration"):
+        await keys.secret_for(key)
+    with pytest.raises(SignatureRefused, match="no such integration"):
+        await keys.secret_for("ck_nobody")
+    wrong = IntegrationKeys(pool, "another-secret-key")
+    await pool.execute("UPDATE integrations SET revoked_at = NULL WHERE key = $1", key)
+    with pytest.raises(SignatureRefused, match="cannot be read"):
+        await wrong.secret_for(key)

@@ -37,6 +37,7 @@ from telephony.alarms.integrations import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     Integration,
+    IntegrationKeys,
     SignatureRefused,
     verify_request,
 )
@@ -44,6 +45,13 @@ from telephony.alarms.kinds import AlarmKind, AlarmSource, Qualifier
 from telephony.alarms.messages import DeviceKey, IncomingAlarm, Message, ReceiptConflict
 
 routes = web.RouteTableDef()
+INTEGRATION_KEYS = web.AppKey("integration_keys", IntegrationKeys)
+
+
+def setup_app(app: web.Application) -> None:
+    runtime = app[RUNTIME]
+    app[INTEGRATION_KEYS] = IntegrationKeys(runtime.pool, runtime.config.security.secret_key)
+
 
 MAX_BODY = 64 * 1024
 CLOUD_KINDS = tuple(k.value for k in AlarmKind if k is not AlarmKind.STATUS)
@@ -57,17 +65,15 @@ async def _signed(request: web.Request) -> tuple[Integration, bytes]:
     if len(body) > MAX_BODY:
         raise ApiError(413, "too_large", f"body: at most {MAX_BODY} bytes")
     try:
-        async with runtime.pool.acquire() as conn:
-            integration = await verify_request(
-                conn,
-                key=request.headers.get(HEADER_KEY),
-                timestamp=request.headers.get(HEADER_TIMESTAMP),
-                signature=request.headers.get(HEADER_SIGNATURE),
-                body=body,
-                now=runtime.clock(),
-                window_seconds=runtime.config.alarms.http_timestamp_window_seconds,
-                secret_key=runtime.config.security.secret_key,
-            )
+        integration = await verify_request(
+            request.app[INTEGRATION_KEYS],
+            key=request.headers.get(HEADER_KEY),
+            timestamp=request.headers.get(HEADER_TIMESTAMP),
+            signature=request.headers.get(HEADER_SIGNATURE),
+            body=body,
+            now=runtime.clock(),
+            window_seconds=runtime.config.alarms.http_timestamp_window_seconds,
+        )
     except SignatureRefused as exc:
         raise ApiError(401, "unauthorized", f"{exc.field}: {exc}", field=exc.field) from None
     return integration, body
