@@ -77,13 +77,27 @@ class Unsupported(Refusal):
         self.header = header
 
 
+def _crc16_arc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+# Every frame in and every answer out is checked or signed: a byte at a time from a table is
+# eight times less work than a bit at a time, which showed in a surge's profile.
+_CRC16_ARC = _crc16_arc_table()
+
+
 def crc16_arc(data: bytes) -> int:
     """CRC-16/ARC: polynomial 0x8005 reflected (0xA001), initial value 0; check('123456789') = 0xBB3D."""
     crc = 0
+    table = _CRC16_ARC
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
 
 
