@@ -44,7 +44,13 @@ def framed(frame: bytes, at: dt.datetime = T0) -> Message:
 
 
 def cloud(
-    device: str, event: str, *, battery: int | None = None, body: str = "{}", at: dt.datetime = T0
+    device: str,
+    event: str,
+    *,
+    battery: int | None = None,
+    body: str = "{}",
+    at: dt.datetime = T0,
+    kind: AlarmKind = AlarmKind.TEST,
 ) -> Message:
     """A device-cloud post as the HTTP adapter hands it over (a reused event id is a conflict)."""
     return Message(
@@ -53,7 +59,7 @@ def cloud(
         actor="integration:bench",
         device=DeviceKey(cloud_id=device),
         payload=body,
-        alarms=(IncomingAlarm(AlarmKind.TEST, Qualifier.NEW, "test", sender_at=at),),
+        alarms=(IncomingAlarm(kind, Qualifier.NEW, kind.value, sender_at=at),),
         received_at=at,
         receipt_key=event,
         digest=body,
@@ -104,15 +110,17 @@ async def test_a_mixed_batch_ends_as_each_message_would_alone(
     assert unknown.alarms[0].outcome is Outcome.LIFE_SIGN
 
     stored = await pool.fetch("SELECT id, device_id, kind, outcome FROM alarms ORDER BY id")
-    assert [(r["device_id"], r["kind"], r["outcome"]) for r in stored] == [
+    assert sorted((r["device_id"] or 0, r["kind"], r["outcome"]) for r in stored) == [
+        (0, "test", "life_sign"),  # the unregistered unit
         (quiet, "test", "life_sign"),
-        (pressed, "sos", "alert_raised"),
         (pressed, "sos", "alert_joined"),
-        (None, "test", "life_sign"),
+        (pressed, "sos", "alert_raised"),
     ]
     # every receipt names exactly the rows its message stored, so any later resend finds them
     receipts = await pool.fetch("SELECT alarm_ids FROM alarm_receipts ORDER BY alarm_ids")
     assert sorted(i for r in receipts for i in r["alarm_ids"]) == [r["id"] for r in stored]
+    presses = [a.alarm_id for a in (*first.alarms, *second.alarms)]
+    assert [r["id"] for r in stored if r["kind"] == "sos"] == presses
     seen = await pool.fetch(
         "SELECT last_seen_at FROM devices WHERE id = ANY($1::bigint[])", [quiet, pressed, supervised]
     )
@@ -187,3 +195,29 @@ async def test_a_message_that_fails_the_shared_transaction_takes_nothing_else_do
     assert await pool.fetchval("SELECT count(*) FROM alarm_receipts WHERE key = 'evt-2'") == 0
     assert "a batch of 3 alarms failed its shared transaction" in caplog.text
     assert "bad" not in caplog.text  # the log names the error's type, never the message's text
+
+
+async def test_life_signs_go_first_but_one_device_keeps_its_order(
+    alarm_runtime: Runtime, desk: AlertDesk, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as conn:
+        _, both = await unit(conn, "C00004", cloud_id="cloud-4")
+        _, tested = await unit(conn, "C00005", cloud_id="cloud-5")
+    results = await take_together(
+        alarm_runtime,
+        desk,
+        [
+            cloud("cloud-4", "evt-1", battery=50, body="sos", kind=AlarmKind.SOS),
+            cloud("cloud-5", "evt-2", battery=90, body="test"),
+            cloud("cloud-4", "evt-3", battery=40, body="test after the press"),
+        ],
+    )
+    press, test, later = (r for r in results if isinstance(r, IntakeResult))
+    assert press.alarms[0].outcome is Outcome.ALERT_RAISED
+    assert test.alarms[0].outcome is Outcome.LIFE_SIGN
+    assert later.alarms[0].outcome is Outcome.LIFE_SIGN
+    # cloud-4's press and test were taken in the order sent: the test's level is the last word
+    batteries = await pool.fetch(
+        "SELECT id, battery_percent FROM devices WHERE id = ANY($1::bigint[]) ORDER BY id", [both, tested]
+    )
+    assert [r["battery_percent"] for r in batteries] == [40, 90]

@@ -106,6 +106,26 @@ def needs_transaction(messages: Sequence[Message], settings: AlarmsConfig) -> bo
     )
 
 
+def life_signs_first(messages: Sequence[Message], settings: AlarmsConfig) -> list[list[int]]:
+    """Positions of `messages` as the parts to commit one after the other: the life signs alone
+    first (one statement, no transaction), then the rest. A test report need not wait for the
+    alert work of an SOS that came with it; the SOS waits one statement. Kept as one part when a
+    device or a receipt key is in both, so that device's messages are still taken in order."""
+    plain = [i for i, m in enumerate(messages) if not needs_transaction([m], settings)]
+    rest = [i for i, m in enumerate(messages) if needs_transaction([m], settings)]
+    if not plain or not rest:
+        return [list(range(len(messages)))]
+
+    def keys(part: list[int]) -> set[object]:
+        return {messages[i].device for i in part} | {
+            (messages[i].source, messages[i].receipt_key) for i in part if messages[i].receipt_key
+        }
+
+    if keys(plain) & keys(rest):
+        return [list(range(len(messages)))]
+    return [plain, rest]
+
+
 def rounds(messages: Sequence[Message]) -> list[list[int]]:
     """Positions of `messages` in groups without a repeated receipt key, in order: a resend that
     arrives in the batch of its original goes in a later group and is found a repeat there."""
@@ -627,7 +647,18 @@ class _GroupCommit:
                 await self.runtime.pool.release(conn)
 
     async def _commit(self, conn: Conn, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]) -> bool:
-        """Commit the batch and answer every future; False when the connection should be let go."""
+        """Commit the batch, life signs first, and answer every future; False when the connection
+        should be let go (what was not tried goes back to the front of the queue)."""
+        parts = life_signs_first([message for message, _ in batch], self.runtime.config.alarms)
+        for n, part in enumerate(parts):
+            if not await self._commit_part(conn, [batch[i] for i in part]):
+                self.queue[:0] = [batch[i] for later in parts[n + 1 :] for i in later]
+                return False
+        return True
+
+    async def _commit_part(
+        self, conn: Conn, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]
+    ) -> bool:
         messages = [message for message, _ in batch]
         try:
             results = await self._record(conn, messages)
