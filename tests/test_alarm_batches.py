@@ -15,7 +15,7 @@ import logging
 import asyncpg
 import pytest
 
-from dispatch.alert_desk import AlertDesk
+from dispatch.alert_desk import Actor, AlertDesk
 from dispatch.config import Config
 from dispatch.runtime import Runtime
 from telephony.alarms import dc09
@@ -221,3 +221,36 @@ async def test_life_signs_go_first_but_one_device_keeps_its_order(
         "SELECT id, battery_percent FROM devices WHERE id = ANY($1::bigint[]) ORDER BY id", [both, tested]
     )
     assert [r["battery_percent"] for r in batteries] == [40, 90]
+
+
+async def test_presses_in_one_batch_after_a_close_attach_to_it_or_join_the_new_alert(
+    alarm_runtime: Runtime, desk: AlertDesk, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as conn:
+        _, closed_unit = await unit(conn, "D00001")
+        await unit(conn, "D00002")
+    [first] = await take_together(alarm_runtime, desk, [framed(sia("D00001", 1))])
+    assert isinstance(first, IntakeResult)
+    closed = first.alarms[0].alert_id
+    assert closed is not None
+    await desk.cancel(closed, Actor.user("wangfang"), reason="pressed by mistake", false_alarm=True)
+    results = await take_together(
+        alarm_runtime,
+        desk,
+        [
+            framed(sia("D00001", 2)),  # just after the close: attached to it, twice
+            framed(sia("D00001", 3)),
+            framed(sia("D00002", 1)),  # another resident: raised, then joined in the same batch
+            framed(sia("D00002", 2)),
+        ],
+    )
+    outcomes = [(r.alarms[0].outcome, r.alarms[0].alert_id) for r in results if isinstance(r, IntakeResult)]
+    raised = outcomes[2][1]
+    assert outcomes == [
+        (Outcome.ATTACHED_TO_CLOSED, closed),
+        (Outcome.ATTACHED_TO_CLOSED, closed),
+        (Outcome.ALERT_RAISED, raised),
+        (Outcome.ALERT_JOINED, raised),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM alerts") == 2
+    assert await pool.fetchval("SELECT count(*) FROM alarms WHERE device_id = $1", closed_unit) == 3

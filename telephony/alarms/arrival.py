@@ -8,7 +8,12 @@ For each message of a batch, one statement (`ARRIVE`):
   first, so two batches at once cannot deadlock on devices, and later statements of the
   transaction find the rows already held;
 - writes the alarm row itself when the message is a single life sign (a periodic test, a
-  heartbeat): the bulk of any surge, and nothing else follows from it.
+  heartbeat): the bulk of any surge, and nothing else follows from it;
+- reads, for a single emergency from a resident's device, the resident's latest alert of that
+  kind (open first), which decides whether the press joins, reopens or attaches. Read before
+  earlier messages of the batch are handled, it can only be older than they leave it: an alert
+  one of them raised is then joined by `raise_alert`'s own conflict rule, so the answer is the
+  same as read after them.
 
 Why one statement: under a surge the time a message waits is the time the transaction in
 front of it takes, and that is round trips. A message used to cost four statements before
@@ -21,11 +26,14 @@ cannot touch one row twice): a repeat within a batch goes to a later call.
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dispatch.alerts import OPEN_STATES
 from dispatch.database import Conn
-from telephony.alarms.kinds import LIFE_SIGNS, Outcome
+from telephony.alarms.kinds import ALERT_KINDS, LIFE_SIGNS, Outcome, Qualifier
 from telephony.alarms.messages import HeardDevice, IncomingAlarm, Message
 
 ARRIVE = f"""
@@ -34,11 +42,11 @@ WITH m AS MATERIALIZED (
         $1::int[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[], $7::bool[],
         $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], $13::bool[],
         $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], $20::text[],
-        $21::text[], $22::jsonb[], $23::timestamptz[]
+        $21::text[], $22::jsonb[], $23::timestamptz[], $24::text[]
     ) AS m(ord, source, key, digest, received_at, window_s, reuse_conflicts,
            dc09, cloud, caller, battery, alarm_count, life,
            sender, payload, integration_id, kind, qualifier, code, zone,
-           partition, details, sender_at)
+           partition, details, sender_at, alert_kind)
 ),
 ids AS MATERIALIZED (
     SELECT m.ord,
@@ -92,12 +100,36 @@ life AS (
            f.integration_id
     FROM fresh f LEFT JOIN found USING (ord) LEFT JOIN seen s ON s.id = found.id
     WHERE f.life
+),
+latest AS (
+    SELECT f.ord, a.id, a.state = ANY($25::text[]) AS open, a.closed_at, a.context_id
+    FROM fresh f JOIN found USING (ord) JOIN seen s ON s.id = found.id
+    CROSS JOIN LATERAL (
+        SELECT id, state, closed_at, context_id FROM alerts
+        WHERE resident_id = s.resident_id AND kind = f.alert_kind
+        ORDER BY (state = ANY($25::text[])) DESC, raised_at DESC LIMIT 1
+    ) a
+    WHERE f.alert_kind IS NOT NULL
 )
 SELECT m.ord, f.ord IS NOT NULL AS fresh, f.alarm_ids,
-       s.id AS device_id, s.resident_id, s.mains_lost_at, s.battery_low_at
+       s.id AS device_id, s.resident_id, s.mains_lost_at, s.battery_low_at,
+       f.alert_kind IS NOT NULL AND s.resident_id IS NOT NULL AS latest_known,
+       l.id AS latest_id, l.open AS latest_open, l.closed_at AS latest_closed_at,
+       l.context_id AS latest_context_id
 FROM m LEFT JOIN fresh f USING (ord) LEFT JOIN found USING (ord) LEFT JOIN seen s ON s.id = found.id
+     LEFT JOIN latest l USING (ord)
 ORDER BY m.ord
 """
+
+
+@dataclass(frozen=True)
+class LatestAlert:
+    """The resident's most recent alert of one kind, an open one before any closed one."""
+
+    id: int
+    open: bool
+    closed_at: dt.datetime | None
+    context_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +143,9 @@ class Arrival:
     device: HeardDevice | None
     # its one alarm, a life sign, is already written
     stored: bool
+    # its one alarm is an emergency from a resident's device, and `latest` was read for it
+    latest_known: bool = False
+    latest: LatestAlert | None = None
 
 
 def is_life_sign(alarms: Sequence[IncomingAlarm]) -> bool:
@@ -118,9 +153,17 @@ def is_life_sign(alarms: Sequence[IncomingAlarm]) -> bool:
     return len(alarms) == 1 and alarms[0].kind in LIFE_SIGNS
 
 
+def _alert_kind(alarms: Sequence[IncomingAlarm]) -> str | None:
+    """The alert kind a single emergency raises or joins; None for anything else."""
+    if len(alarms) != 1 or alarms[0].qualifier is Qualifier.RESTORE:
+        return None
+    kind = ALERT_KINDS.get(alarms[0].kind)
+    return kind.value if kind else None
+
+
 async def arrive(conn: Conn, messages: Sequence[tuple[Message, Sequence[IncomingAlarm]]]) -> list[Arrival]:
     """Receipts, devices seen and life-sign alarms of `messages` (each with the alarms it will store)."""
-    columns: list[list[object]] = [[] for _ in range(23)]
+    columns: list[list[object]] = [[] for _ in range(24)]
     for ord_, (message, alarms) in enumerate(messages):
         key = message.device
         life = is_life_sign(alarms)
@@ -149,10 +192,11 @@ async def arrive(conn: Conn, messages: Sequence[tuple[Message, Sequence[Incoming
             alarm.partition if alarm else None,
             {"description": alarm.description, **alarm.details} if alarm else None,
             alarm.sender_at if alarm else None,
+            _alert_kind(alarms),
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    rows = await conn.fetch(ARRIVE, *columns)
+    rows = await conn.fetch(ARRIVE, *columns, list(OPEN_STATES))
     arrivals = []
     for row, (_, alarms) in zip(rows, messages, strict=True):
         fresh = bool(row["fresh"])
@@ -167,6 +211,12 @@ async def arrive(conn: Conn, messages: Sequence[tuple[Message, Sequence[Incoming
                 alarm_ids=tuple(row["alarm_ids"] or ()) if fresh else (),
                 device=device,
                 stored=fresh and is_life_sign(alarms),
+                latest_known=bool(row["latest_known"]),
+                latest=LatestAlert(
+                    row["latest_id"], row["latest_open"], row["latest_closed_at"], row["latest_context_id"]
+                )
+                if row["latest_id"] is not None
+                else None,
             )
         )
     return arrivals
