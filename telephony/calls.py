@@ -189,7 +189,8 @@ class Call:
 
     @property
     def sos_pressed(self) -> bool:
-        return any(press.button in SOS_BUTTONS for press in self.presses)
+        # asked several times a call in every write, and almost every call has no press at all
+        return bool(self.presses) and any(press.button in SOS_BUTTONS for press in self.presses)
 
     @property
     def root_is_operator(self) -> bool:
