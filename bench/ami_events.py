@@ -33,7 +33,7 @@ from bench.database import bench_database
 from dispatch.alert_desk import AlertDesk
 from dispatch.config import AsteriskConfig, load_config
 from dispatch.database import Conn, connect, create_pool
-from dispatch.runtime import Runtime
+from dispatch.runtime import Runtime, freeze_startup_heap
 from telephony.ami import LinkState
 from telephony.call_store import TelephonyMetrics
 from telephony.sim_calls import CallFactory, interleave
@@ -161,6 +161,7 @@ async def careline_rate(runtime: Runtime, port: int, frames: int, calls: int) ->
 
     subscription = runtime.bus.subscribe("bench", listen, prefix="call.ended", size=calls + 1, lossless=True)
     await server.start()
+    freeze_startup_heap()  # as `careline serve` does once its components have started
     try:
         async with asyncio.timeout(600):
             await ended.wait()

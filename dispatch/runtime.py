@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ from dispatch.phones import PhoneBook
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def freeze_startup_heap() -> None:
+    """Once started, leave what start-up built out of the garbage collector's later passes.
+
+    Modules, routes, configuration, pools and connections live as long as the process, yet every
+    full collection walks them all again (one costs tens of ms, a pause in reading Asterisk's
+    events). What start-up left as garbage is collected first, so nothing is kept that would
+    have been freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

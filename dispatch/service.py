@@ -24,7 +24,7 @@ from dispatch.escalation import register_escalation
 from dispatch.order_deadlines import register_order_deadlines
 from dispatch.order_desk import OrderDesk
 from dispatch.order_replies import register_order_replies
-from dispatch.runtime import Runtime
+from dispatch.runtime import Runtime, freeze_startup_heap
 from dispatch.service_calls import wire_service_calls
 from providers.outbox import SmsWorker
 from providers.sms import make_sender
@@ -213,6 +213,7 @@ class Service:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.start()
+            freeze_startup_heap()
             log.info("Careline is up")
             await stop.wait()
             log.info("shutting down")
