@@ -41,7 +41,7 @@ from dispatch.api.app import build_app
 from dispatch.api.keys import ALERT_DESK
 from dispatch.config import load_config
 from dispatch.database import connect, create_pool
-from dispatch.runtime import Runtime
+from dispatch.runtime import Runtime, freeze_startup_heap
 from telephony.alarms import dc09, http_api
 from telephony.alarms.dc09_server import Dc09Server
 from telephony.alarms.integrations import (
@@ -254,6 +254,7 @@ async def main(rate: float, seconds: float, units: int) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         assert server.port is not None
+        freeze_startup_heap()  # as `careline serve` does once its components have started
         try:
             dc09_latency, dc09_took, dc09_acked = await run_sender(
                 Target("dc09", server.port), rate, seconds, units
