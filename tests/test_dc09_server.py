@@ -297,3 +297,25 @@ async def test_database_down_means_no_ack_and_the_retries_are_stored_when_it_ret
         assert await check.fetchval("SELECT count(*) FROM alarms WHERE sender = 'dc09:F00001'") == 1
     finally:
         await check.close()
+
+
+async def test_stopping_with_units_connected_ends_their_connections_quietly(
+    config: Config, pool: asyncpg.Pool
+) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        async with receiver(config, pool) as server:
+            assert server.port is not None
+            units = [await Unit.connect(server.port) for _ in range(3)]
+            assert answer_of(await units[0].send(sia("5A0001", 1, "RP", "000"))) == "ACK"
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the stream server's done-callbacks run
+        assert reported == []
+        for unit_ in units:
+            assert await unit_.reader.read() == b""  # each connection was closed by the receiver
+            await unit_.close()
+    finally:
+        loop.set_exception_handler(previous)

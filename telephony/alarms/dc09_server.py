@@ -130,6 +130,7 @@ class Dc09Server:
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._rebind: asyncio.Task[None] | None = None
         self.port: int | None = None
         self.bind_error: str | None = None
@@ -198,9 +199,13 @@ class Dc09Server:
         if self._udp is not None:
             self._udp.close()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await self._reap(tasks)
+        self._stopping = True
+        try:
+            for task in tasks:
+                task.cancel()
+            await self._reap(tasks)
+        finally:
+            self._stopping = False
         if self._tcp is not None:
             await self._tcp.wait_closed()
         self._tcp = self._udp = None
@@ -275,6 +280,11 @@ class Dc09Server:
         self._connections.inc()
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # Ended by our own stop: end quietly. (Python 3.11's stream server reads a cancelled
+            # connection task's exception and logs a traceback for every unit still connected.)
+            if not self._stopping:
+                raise
         except (ConnectionError, OSError) as exc:
             log.debug("DC-09 connection dropped: %s", exc)
         except Exception:
