@@ -21,6 +21,7 @@ import logging
 from aiohttp import web
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 
+from dispatch.api.bodies import storable
 from dispatch.api.keys import RUNTIME
 from dispatch.runtime import Runtime
 from providers.delivery import record_delivery_status
@@ -59,7 +60,9 @@ async def verified_params(request: web.Request) -> dict[str, list[str]] | None:
         signed_url(runtime, request), _Form(params), signature, algorithm
     ):
         return None
-    return params
+    # Checked as Twilio signed them; kept as the database can store them (a reply is never lost
+    # to a NUL: it is stored and read as text nobody understands).
+    return {key: [storable(v) for v in values] for key, values in params.items()}
 
 
 class _Form(dict[str, list[str]]):

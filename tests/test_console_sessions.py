@@ -114,3 +114,30 @@ async def test_stopping_the_service_closes_live_sockets(service: Service, pool: 
         closing = await ws.receive(timeout=5)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await ws.close()
+
+
+async def test_a_nul_typed_into_a_resident_form_is_refused_by_its_box(
+    service: Service, pool: asyncpg.Pool
+) -> None:
+    await add_user(pool, "admin1", Role.ADMIN)
+    async with pool.acquire() as conn:
+        opened = await log_in(
+            conn, service.config.console, "admin1", PASSWORD, ip="127.0.0.1", user_agent="", now=utc_now()
+        )
+    before = await pool.fetchval("SELECT count(*) FROM residents")
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+        http.post(
+            service.url + "/console/residents/new",
+            data={
+                "csrf_token": opened.session.csrf_token,
+                "name": "王\x00芳",
+                "id_number": "110101194501011234",
+            },
+            headers={"Cookie": f"careline_session={opened.token}", "Accept-Language": "zh-CN"},
+        ) as response,
+    ):
+        assert response.status == 400
+        page = await response.text()
+    assert "文字中不能含有空字符" in page
+    assert await pool.fetchval("SELECT count(*) FROM residents") == before

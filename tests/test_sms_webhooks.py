@@ -383,3 +383,20 @@ async def test_healthz_reports_the_sms_backend(service: Service, http: aiohttp.C
         body = await resp.json()
     assert body["sms"]["backend"] == "outbox"
     assert body["sms"]["running"] is True
+
+
+async def test_a_reply_with_a_nul_is_stored_with_a_replacement_character(
+    twilio_service: Service, http: aiohttp.ClientSession, calls: Calls
+) -> None:
+    runtime = rt(twilio_service)
+    async with runtime.pool.acquire() as conn:
+        await add_provider(conn, "康乐家政", PROVIDER_PHONE)
+    form = inbound_form("ok\x00!!")
+    status, _, _ = await post_signed(http, twilio_service, SMS_PATH, form)
+    assert status == 200
+    row = await runtime.pool.fetchrow(
+        "SELECT body FROM sms_messages WHERE provider_sid = $1", form["MessageSid"]
+    )
+    assert row is not None
+    assert row["body"] == "ok\ufffd!!"
+    assert calls.seen == []

@@ -49,6 +49,14 @@ def storable_text(value: str) -> bool:
     return True
 
 
+def storable(value: str) -> str:
+    """`value` as PostgreSQL can store it, for text that must be kept rather than refused (an SMS
+    reply from a phone): a NUL or half a surrogate pair becomes a replacement character."""
+    if storable_text(value):
+        return value
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def text_field(
     body: Mapping[str, Any], name: str, *, required: bool = False, max_length: int = MAX_TEXT
 ) -> str:
