@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.database import Conn
-from dispatch.events import DomainEvent, append_event
+from dispatch.events import EVENT_COLUMNS, DomainEvent, append_event, domain_event
 
 
 class AlertState(StrEnum):
@@ -177,6 +177,31 @@ RETURNING {COLUMNS}, true AS created
 """
 
 
+def _with_event(insert: str) -> str:
+    """The raise (or join) and its event row in one statement: every press of an SOS button is
+    one round trip less before the sender is answered. The event's data is what
+    `insert_or_join_alert` gives its DomainEvent."""
+    return f"""
+WITH a AS ({insert}),
+e AS (
+    INSERT INTO events ({EVENT_COLUMNS})
+    SELECT $7, 'alert', a.id,
+           CASE WHEN a.created THEN 'alert.raised' ELSE 'alert.triggered_again' END,
+           $8, NULL, CASE WHEN a.created THEN '{AlertState.RAISED.value}' END, '', a.context_id,
+           jsonb_build_object('source', $4::text, 'kind', $3::text, 'triggers', a.triggers,
+                              'context', $6::jsonb)
+    FROM a
+    RETURNING id
+)
+SELECT a.*, e.id AS event_id FROM a, e
+"""
+
+
+RAISE_FOR_RESIDENT = _with_event(INSERT_FOR_RESIDENT)
+RAISE_FOR_DEVICE = _with_event(INSERT_FOR_DEVICE)
+RAISE_ANONYMOUS = _with_event(INSERT_ANONYMOUS)
+
+
 async def insert_or_join_alert(
     conn: Conn,
     *,
@@ -193,27 +218,28 @@ async def insert_or_join_alert(
     if resident_id is None and device_id is not None:
         resident_id = await conn.fetchval("SELECT resident_id FROM devices WHERE id = $1", device_id)
     if resident_id is not None:
-        query = INSERT_FOR_RESIDENT
+        query = RAISE_FOR_RESIDENT
     elif device_id is not None:
-        query = INSERT_FOR_DEVICE
+        query = RAISE_FOR_DEVICE
     else:
-        query = INSERT_ANONYMOUS
+        query = RAISE_ANONYMOUS
+    fresh_context_id = context_id or uuid.uuid4()
     row = await conn.fetchrow(
-        query, resident_id, device_id, kind.value, source.value, context_id or uuid.uuid4(), context, at
+        query, resident_id, device_id, kind.value, source.value, fresh_context_id, context, at, actor
     )
     assert row is not None
     alert = Alert.from_row(row)
     created = bool(row["created"])
-    event = await append_event(
-        conn,
+    event = domain_event(
+        event_id=row["event_id"],
         subject_type="alert",
         subject_id=alert.id,
         kind="alert.raised" if created else "alert.triggered_again",
         actor=actor,
+        occurred_at=at,
         to_state=AlertState.RAISED.value if created else None,
         context_id=alert.context_id,
         data={"source": source.value, "kind": kind.value, "triggers": alert.triggers, "context": context},
-        at=at,
     )
     return Raised(alert=alert, created=created, events=[event])
 

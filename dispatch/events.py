@@ -42,12 +42,49 @@ class DomainEvent:
     event_id: int | None = None
 
 
-INSERT_EVENT = """
-INSERT INTO events (occurred_at, subject_type, subject_id, kind, actor, from_state, to_state, reason,
-                    context_id, data)
+EVENT_COLUMNS = (
+    "occurred_at, subject_type, subject_id, kind, actor, from_state, to_state, reason, context_id, data"
+)
+INSERT_EVENT = f"""
+INSERT INTO events ({EVENT_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING id
 """
+
+
+def domain_event(
+    *,
+    event_id: int,
+    subject_type: str,
+    subject_id: int,
+    kind: str,
+    actor: str,
+    occurred_at: dt.datetime,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str = "",
+    context_id: uuid.UUID | None = None,
+    data: dict[str, Any] | None = None,
+) -> DomainEvent:
+    """The DomainEvent of an events row written with these values (by append_event, or by a
+    statement that writes its row together with the change it records)."""
+    payload = dict(data or {})
+    if from_state is not None:
+        payload.setdefault("from", from_state)
+    if to_state is not None:
+        payload.setdefault("to", to_state)
+    if reason:
+        payload.setdefault("reason", reason)
+    return DomainEvent(
+        kind=kind,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        data=payload,
+        context_id=context_id,
+        actor=actor,
+        occurred_at=occurred_at,
+        event_id=event_id,
+    )
 
 
 async def append_event(
@@ -66,13 +103,6 @@ async def append_event(
 ) -> DomainEvent:
     """Write one event row (in the caller's transaction) and return it as a DomainEvent to publish."""
     occurred = at or dt.datetime.now(dt.UTC)
-    payload = dict(data or {})
-    if from_state is not None:
-        payload.setdefault("from", from_state)
-    if to_state is not None:
-        payload.setdefault("to", to_state)
-    if reason:
-        payload.setdefault("reason", reason)
     event_id = await conn.fetchval(
         INSERT_EVENT,
         occurred,
@@ -86,15 +116,18 @@ async def append_event(
         context_id,
         data or {},
     )
-    return DomainEvent(
-        kind=kind,
+    return domain_event(
+        event_id=event_id,
         subject_type=subject_type,
         subject_id=subject_id,
-        data=payload,
-        context_id=context_id,
+        kind=kind,
         actor=actor,
         occurred_at=occurred,
-        event_id=event_id,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        context_id=context_id,
+        data=data,
     )
 
 

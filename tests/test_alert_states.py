@@ -215,3 +215,51 @@ async def test_open_alerts_are_listed_first_oldest_first(pool: asyncpg.Pool) -> 
         assert [a.id for a in alerts] == [ids[1], ids[2], ids[0]]
         only_cancelled, _ = await list_alerts(conn, state=AlertState.CANCELLED)
         assert [a.id for a in only_cancelled] == [ids[0]]
+
+
+@pytest.mark.parametrize("owner", ["resident", "device", "nobody"])
+async def test_a_raise_and_a_join_write_the_event_rows_their_domain_events_describe(
+    pool: asyncpg.Pool, owner: str
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        _, community_id = await factories.community(conn)
+        resident_id = await factories.resident(conn, community_id=community_id)
+        device_id = await conn.fetchval(
+            "INSERT INTO devices (serial, kind, resident_id) VALUES ('GW-EV', 'home_unit', $1) RETURNING id",
+            resident_id if owner == "resident" else None,
+        )
+        raises = [
+            await insert_or_join_alert(
+                conn,
+                source=AlertSource.ALARM,
+                kind=AlertKind.FALL,
+                resident_id=resident_id if owner == "resident" else None,
+                device_id=device_id if owner != "nobody" else None,
+                context={"via": "test", "zone": "卫生间"},
+                actor=f"dc09:{n}",
+                at=T0 + dt.timedelta(seconds=n),
+            )
+            for n in range(2)
+        ]
+    first, second = raises
+    assert first.created
+    assert second.created is (owner == "nobody")  # an unknown sender cannot be joined by this rule
+    for raised in raises:
+        [event] = raised.events
+        async with pool.acquire() as conn:
+            entries = await timeline(conn, "alert", raised.alert.id)
+        [row] = [e for e in entries if e.id == event.event_id]
+        stored = dict(row.data)
+        if row.to_state:
+            stored.setdefault("to", row.to_state)
+        assert (row.kind, row.actor, row.occurred_at, stored) == (
+            event.kind,
+            event.actor,
+            event.occurred_at,
+            event.data,
+        )
+        assert event.data["triggers"] == raised.alert.triggers
+    assert [e.kind for e in first.events + second.events] == [
+        "alert.raised",
+        "alert.raised" if owner == "nobody" else "alert.triggered_again",
+    ]
