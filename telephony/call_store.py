@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import time
 import uuid
@@ -102,11 +101,11 @@ class RowState:
     published: set[str] = field(default_factory=set)
     # the row as last committed: a call touched by events that change nothing in it is not rewritten
     written: tuple[Any, ...] | None = None
+    # the context id as the JSON documents carry it (made once, not once a write)
+    context_text: str = field(init=False)
 
-    @functools.cached_property
-    def context_text(self) -> str:
-        """The context id as the JSON documents carry it (made once, not once a write)."""
-        return str(self.context_id)
+    def __post_init__(self) -> None:
+        self.context_text = str(self.context_id)
 
 
 def _row(call: Call) -> RowState:
@@ -147,16 +146,23 @@ ON CONFLICT (server, linkedid) DO UPDATE SET
 WHERE c.ended_at IS NULL
 RETURNING id, linkedid
 """
+# The ids come back as two arrays in one row, which the driver reads in C, not a record a call.
+UPSERT_CALLS_IDS = f"""
+WITH written AS ({UPSERT_CALLS})
+SELECT array_agg(linkedid ORDER BY id), array_agg(id ORDER BY id) FROM written
+"""
 
 # Many events at once: the call lane appends a few per call, and one INSERT per event
-# (append_event) would be the recorder's bottleneck under load.
-# Many events at once: the call lane appends a few per call, and one INSERT per event
-# (append_event) would be the recorder's bottleneck under load. Rows as one JSON array, as above.
+# (append_event) would be the recorder's bottleneck under load. Rows as one JSON array, as above;
+# their ids as one array, in the order of the rows (ids are drawn as the rows are inserted).
 INSERT_EVENTS = """
-INSERT INTO events (occurred_at, subject_type, subject_id, kind, actor, context_id, data)
-SELECT to_timestamp((e->>0)::float8), 'call', (e->>1)::bigint, e->>2, $1, (e->>3)::uuid, e->4
-FROM jsonb_array_elements($2::jsonb) AS e
-RETURNING id
+WITH written AS (
+    INSERT INTO events (occurred_at, subject_type, subject_id, kind, actor, context_id, data)
+    SELECT to_timestamp((e->>0)::float8), 'call', (e->>1)::bigint, e->>2, $1, (e->>3)::uuid, e->4
+    FROM jsonb_array_elements($2::jsonb) AS e
+    RETURNING id
+)
+SELECT array_agg(id ORDER BY id) FROM written
 """
 
 OPEN_CALLS = """
@@ -188,6 +194,8 @@ class _Pending(NamedTuple):
 
     kind: str
     call: Call
+    state: RowState
+    call_id: int
     data: dict[str, Any]
     at: float
 
@@ -396,6 +404,7 @@ class CallRecorder:
         identities: dict[str, Identity] = {}
         numbers: dict[str, str] = {}
         for call in calls:
+            # every call gets its RowState here, the first step of a write; the later ones read call.row
             known = _row(call).identity
             if known is not None:
                 identities[call.linkedid] = known
@@ -520,23 +529,26 @@ class CallRecorder:
             else:
                 rows[call.linkedid] = values
         if rows:
-            for row in await conn.fetch(UPSERT_CALLS, self.server, list(rows.values())):
-                ids[row["linkedid"]] = int(row["id"])
+            written = await conn.fetchrow(UPSERT_CALLS_IDS, self.server, list(rows.values()))
+            if written is not None and written[0] is not None:
+                ids.update(zip(written[0], written[1], strict=True))
         for call in calls:
             if call.linkedid not in ids:
                 log.warning("a call on %s reused the Linkedid of an ended call; dropped", self.server)
         return ids, rows
 
     def _values(self, call: Call, identity: Identity, alert_id: int | None) -> tuple[Any, ...]:
-        disposition = call.disposition
+        # Direction, Party and Disposition are StrEnums: the JSON encoder writes a member as its
+        # value, so they go as they are (`.value` is a Python-level lookup, three a call a write).
+        state: RowState = call.row
         return (
             call.linkedid,
-            call.direction.value,
-            self._number(call, call.caller),
-            self._number(call, call.called),
+            call.direction,
+            self._number(state, call.caller),
+            self._number(state, call.called),
             call.did,
             call.emergency or identity.sos_device or call.sos_pressed,
-            identity.party.value,
+            identity.party,
             identity.resident_id,
             identity.device_id,
             identity.provider_id,
@@ -550,43 +562,45 @@ class CallRecorder:
             call.ended_at,
             call.wait_seconds,
             call.talk_seconds,
-            disposition.value if disposition else None,
+            call.disposition,
             call.hangup_cause,
             call.resynced,
-            _row(call).context_text,
+            state.context_text,
         )
 
-    def _number(self, call: Call, raw: str | None) -> str | None:
+    def _number(self, state: RowState, raw: str | None) -> str | None:
         """The number as a row holds it: E.164 when it parses, else as Asterisk gave it."""
         if raw is None:
             return None
-        numbers = _row(call).numbers
-        if raw not in numbers:
-            numbers[raw] = normalised(self.book, raw) or raw
-        return numbers[raw]
+        number = state.numbers.get(raw)
+        if number is None:
+            number = state.numbers[raw] = normalised(self.book, raw) or raw
+        return number
 
     def _transitions(
         self, calls: list[Call], identities: dict[str, Identity], ids: dict[str, int]
     ) -> list[_Pending]:
         pending: list[_Pending] = []
+        server = self.server
         for call in calls:
-            state = _row(call)
+            state: RowState = call.row
             call_id = ids.get(call.linkedid, state.id)
             if call_id is None:
                 continue
             identity = identities[call.linkedid]
-            server = self.server
             published = state.published
             if "call.ringing" not in published:
                 pending.append(
                     _Pending(
                         "call.ringing",
                         call,
+                        state,
+                        call_id,
                         {
                             "call_id": call_id,
                             "server": server,
                             "direction": call.direction.value,
-                            "number": self._number(call, call.far_number),
+                            "number": self._number(state, call.far_number),
                             "did": call.did,
                             "emergency": call.emergency or identity.sos_device or call.sos_pressed,
                             "party": identity.party.value,
@@ -605,6 +619,8 @@ class CallRecorder:
                             _Pending(
                                 "call.from_resident",
                                 call,
+                                state,
+                                call_id,
                                 {"call_id": call_id, "server": server, "resident_id": resident_id},
                                 call.arrived_at,
                             )
@@ -614,6 +630,8 @@ class CallRecorder:
                     _Pending(
                         "call.answered",
                         call,
+                        state,
+                        call_id,
                         {
                             "call_id": call_id,
                             "server": server,
@@ -632,6 +650,8 @@ class CallRecorder:
                     _Pending(
                         "call.ended",
                         call,
+                        state,
+                        call_id,
                         {
                             "call_id": call_id,
                             "server": server,
@@ -652,25 +672,18 @@ class CallRecorder:
             return []
         actor = self.actor.name
         # a call.from_resident event is about the call too, so every event's subject is the call
-        rows = await conn.fetch(
+        event_ids = await conn.fetchval(
             INSERT_EVENTS,
             actor,
-            [(p.at, p.data["call_id"], p.kind, p.call.row.context_text, p.data) for p in pending],
+            [(p.at, p.call_id, p.kind, p.state.context_text, p.data) for p in pending],
         )
         utc = dt.UTC
         when = dt.datetime.fromtimestamp
         return [
             DomainEvent(
-                p.kind,
-                "call",
-                p.data["call_id"],
-                p.data,
-                p.call.row.context_id,
-                actor,
-                when(p.at, utc),
-                row[0],
+                p.kind, "call", p.call_id, p.data, p.state.context_id, actor, when(p.at, utc), event_id
             )
-            for p, row in zip(pending, rows, strict=True)
+            for p, event_id in zip(pending, event_ids, strict=True)
         ]
 
     async def _attempt_of(
