@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import asyncpg
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from dispatch.alert_desk import Actor, AlertDesk
@@ -115,12 +116,18 @@ def _row(call: Call) -> RowState:
     return state
 
 
+def batch_json(rows: list[Any]) -> str:
+    """A batch's rows as JSON text (tuples as arrays, StrEnums as their values), for `$2::text::jsonb`."""
+    return orjson.dumps(rows).decode()
+
+
 def _when(at: float | None) -> dt.datetime | None:
     return None if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
 
 
-# The batch goes as one JSON array of rows: json.dumps is C, and PostgreSQL (on its own core)
-# takes the rows apart, instead of asyncpg encoding two dozen arrays element by element.
+# The batch goes as one JSON array of rows, which PostgreSQL (on its own core) takes apart, instead
+# of asyncpg encoding two dozen arrays element by element. The array is written by orjson and
+# sent as text (`batch_json`): a batch is thousands of rows, and json.dumps took seven times as long.
 UPSERT_CALLS = """
 INSERT INTO calls AS c (server, linkedid, direction, caller_number, called_number, did, emergency, party,
     resident_id, device_id, provider_id, team_id, alert_id, attempt_id, queue, operator, arrived_at,
@@ -131,7 +138,7 @@ SELECT $1, r->>0, r->>1, r->>2, r->>3, r->>4, (r->>5)::bool, r->>6, (r->>7)::big
     (SELECT a.id FROM call_attempts a WHERE a.action_id = r->>12), r->>13, r->>14,
     to_timestamp((r->>15)::float8), to_timestamp((r->>16)::float8), to_timestamp((r->>17)::float8),
     (r->>18)::int, (r->>19)::int, r->>20, (r->>21)::smallint, (r->>22)::bool, (r->>23)::uuid, now()
-FROM jsonb_array_elements($2::jsonb) AS r
+FROM jsonb_array_elements($2::text::jsonb) AS r
 ON CONFLICT (server, linkedid) DO UPDATE SET
     caller_number = EXCLUDED.caller_number, called_number = EXCLUDED.called_number,
     emergency = EXCLUDED.emergency, party = EXCLUDED.party, resident_id = EXCLUDED.resident_id,
@@ -159,7 +166,7 @@ INSERT_EVENTS = """
 WITH written AS (
     INSERT INTO events (occurred_at, subject_type, subject_id, kind, actor, context_id, data)
     SELECT to_timestamp((e->>0)::float8), 'call', (e->>1)::bigint, e->>2, $1, (e->>3)::uuid, e->4
-    FROM jsonb_array_elements($2::jsonb) AS e
+    FROM jsonb_array_elements($2::text::jsonb) AS e
     RETURNING id
 )
 SELECT array_agg(id ORDER BY id) FROM written
@@ -529,7 +536,7 @@ class CallRecorder:
             else:
                 rows[call.linkedid] = values
         if rows:
-            written = await conn.fetchrow(UPSERT_CALLS_IDS, self.server, list(rows.values()))
+            written = await conn.fetchrow(UPSERT_CALLS_IDS, self.server, batch_json(list(rows.values())))
             if written is not None and written[0] is not None:
                 ids.update(zip(written[0], written[1], strict=True))
         for call in calls:
@@ -675,7 +682,7 @@ class CallRecorder:
         event_ids = await conn.fetchval(
             INSERT_EVENTS,
             actor,
-            [(p.at, p.call_id, p.kind, p.state.context_text, p.data) for p in pending],
+            batch_json([(p.at, p.call_id, p.kind, p.state.context_text, p.data) for p in pending]),
         )
         utc = dt.UTC
         when = dt.datetime.fromtimestamp
