@@ -375,13 +375,10 @@ def _layout(event: str, *keys: str) -> re.Pattern[str]:
     return re.compile(rf"{head}{body}{lines}{keys[-1]}: (.*)(?:\r\n|\Z)")
 
 
-def _stamp(raw: str | None, text: str, received: float, stamped: bool) -> float:
-    """`_at` for a timestamp read from Asterisk's layout (one elsewhere in the frame: _Unusual).
-
-    `stamped`: whether the read the frame came in holds a Timestamp anywhere (Asterisk puts one in
-    every frame or in none, so without one no frame of that read is looked through again)."""
+def _stamp(raw: str | None, text: str, received: float) -> float:
+    """`_at` for a timestamp read from Asterisk's layout (one elsewhere in the frame: _Unusual)."""
     if raw is None:
-        if stamped and "\nTimestamp: " in text:
+        if "\nTimestamp: " in text:
             raise _Unusual
         return received
     try:
@@ -417,100 +414,79 @@ def _groups(layout: re.Pattern[str], text: str) -> tuple[str, ...]:
     return found.groups()
 
 
-def _fast_newchannel(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_newchannel(text: str, received: float) -> AmiMessage | None:
     at, channel, state, caller, context, exten, uniqueid, linkedid = _groups(_NEWCHANNEL, text)
     if uniqueid != linkedid:
-        return ChannelAdded(_stamp(at, text, received, stamped), linkedid, uniqueid)
+        return ChannelAdded(_stamp(at, text, received), linkedid, uniqueid)
     return ChannelCreated(
-        _stamp(at, text, received, stamped),
-        linkedid,
-        uniqueid,
-        channel,
-        _caller(caller),
-        exten,
-        context,
-        int(state),
+        _stamp(at, text, received), linkedid, uniqueid, channel, _caller(caller), exten, context, int(state)
     )
 
 
-def _fast_hangup(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_hangup(text: str, received: float) -> AmiMessage | None:
     at, uniqueid, linkedid, cause = _groups(_HANGUP, text)
-    return ChannelHungUp(_stamp(at, text, received, stamped), linkedid, uniqueid, _optional_int(cause) or 0)
+    return ChannelHungUp(_stamp(at, text, received), linkedid, uniqueid, _optional_int(cause) or 0)
 
 
-def _fast_newstate(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_newstate(text: str, received: float) -> AmiMessage | None:
     at, state, uniqueid, linkedid = _groups(_NEWSTATE, text)
     if uniqueid != linkedid:
         return None
-    return ChannelStateChanged(_stamp(at, text, received, stamped), linkedid, uniqueid, int(state))
+    return ChannelStateChanged(_stamp(at, text, received), linkedid, uniqueid, int(state))
 
 
-def _fast_newcallerid(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_newcallerid(text: str, received: float) -> AmiMessage | None:
     at, caller, uniqueid, linkedid = _groups(_NEWCALLERID, text)
     if uniqueid != linkedid:
         return None
-    return CallerIdChanged(_stamp(at, text, received, stamped), linkedid, uniqueid, _caller(caller))
+    return CallerIdChanged(_stamp(at, text, received), linkedid, uniqueid, _caller(caller))
 
 
-def _fast_bridgeenter(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_bridgeenter(text: str, received: float) -> AmiMessage | None:
     at, bridge, members, channel, uniqueid, linkedid = _groups(_BRIDGEENTER, text)
-    return BridgeJoined(
-        _stamp(at, text, received, stamped), linkedid, uniqueid, channel, bridge, int(members)
-    )
+    return BridgeJoined(_stamp(at, text, received), linkedid, uniqueid, channel, bridge, int(members))
 
 
-def _fast_dialbegin(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_dialbegin(text: str, received: float) -> AmiMessage | None:
     at, uniqueid, linkedid, dest_channel, dest_exten, dest_uniqueid, dial_string = _groups(_DIALBEGIN, text)
     if not linkedid:
         raise _Unusual
     return DialStarted(
-        _stamp(at, text, received, stamped),
-        linkedid,
-        uniqueid,
-        dest_uniqueid,
-        dest_channel,
-        dest_exten,
-        dial_string,
+        _stamp(at, text, received), linkedid, uniqueid, dest_uniqueid, dest_channel, dest_exten, dial_string
     )
 
 
-def _fast_dialend(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_dialend(text: str, received: float) -> AmiMessage | None:
     at, uniqueid, linkedid, dest_channel, dest_uniqueid, status = _groups(_DIALEND, text)
     if not linkedid:
         raise _Unusual
-    return DialFinished(
-        _stamp(at, text, received, stamped), linkedid, uniqueid, dest_uniqueid, dest_channel, status
-    )
+    return DialFinished(_stamp(at, text, received), linkedid, uniqueid, dest_uniqueid, dest_channel, status)
 
 
-def _fast_queuejoin(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_queuejoin(text: str, received: float) -> AmiMessage | None:
     at, linkedid, queue = _groups(_QUEUEJOIN, text)
-    return QueueJoined(_stamp(at, text, received, stamped), linkedid, queue)
+    return QueueJoined(_stamp(at, text, received), linkedid, queue)
 
 
-def _fast_queueabandon(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_queueabandon(text: str, received: float) -> AmiMessage | None:
     at, linkedid, queue, hold = _groups(_QUEUEABANDON, text)
-    return QueueAbandoned(_stamp(at, text, received, stamped), linkedid, queue, _optional_int(hold))
+    return QueueAbandoned(_stamp(at, text, received), linkedid, queue, _optional_int(hold))
 
 
-def _fast_agentconnect(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_agentconnect(text: str, received: float) -> AmiMessage | None:
     at, linkedid, queue, interface, member, hold = _groups(_AGENTCONNECT, text)
-    return AgentConnected(
-        _stamp(at, text, received, stamped), linkedid, queue, interface, member, _optional_int(hold)
-    )
+    return AgentConnected(_stamp(at, text, received), linkedid, queue, interface, member, _optional_int(hold))
 
 
-def _fast_agentcomplete(text: str, received: float, stamped: bool) -> AmiMessage | None:
+def _fast_agentcomplete(text: str, received: float) -> AmiMessage | None:
     at, linkedid, hold, talk = _groups(_AGENTCOMPLETE, text)
-    return AgentCompleted(
-        _stamp(at, text, received, stamped), linkedid, _optional_int(hold), _optional_int(talk)
-    )
+    return AgentCompleted(_stamp(at, text, received), linkedid, _optional_int(hold), _optional_int(talk))
 
 
 # The call events of every call, read straight from Asterisk's layout: one match a frame instead of
 # a dict of every header. None: the event is not for the tracker (another channel's Newstate);
 # _Unusual, or a value that is not a number: the general decoder below reads (or skips) the frame.
-FastDecoder = Callable[[str, float, bool], AmiMessage | None]
+FastDecoder = Callable[[str, float], AmiMessage | None]
 FAST: dict[bytes | None, FastDecoder] = {
     b"Newchannel": _fast_newchannel,
     b"Hangup": _fast_hangup,
@@ -582,7 +558,6 @@ class FrameReader:
         out: list[AmiMessage] = []
         if last > 0:
             fast_decoders = FAST
-            stamped = b"\nTimestamp: " in buffer
             for match in _FRAME_START.finditer(buffer, 0, last + 4):
                 start = match.start() + 4
                 end = buffer.find(b"\r\n\r\n", start)
@@ -590,7 +565,7 @@ class FrameReader:
                 fast = fast_decoders.get(name)
                 if fast is not None:
                     try:
-                        message = fast(buffer[start:end].decode("utf-8", "replace"), received, stamped)
+                        message = fast(buffer[start:end].decode("utf-8", "replace"), received)
                     except (_Unusual, ValueError):
                         pass  # laid out otherwise than Asterisk writes it: the general decoder reads it
                     else:
