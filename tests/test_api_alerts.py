@@ -193,3 +193,19 @@ async def test_a_body_nested_too_deep_is_a_400(
     async with http.post("/api/v1/alerts", data=deep, headers=headers) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["field"] == "body"
+
+
+async def test_a_nul_in_a_query_parameter_is_a_400_naming_it_for_the_api_and_the_console(
+    api: tuple[aiohttp.ClientSession, str, dict[str, int]],
+) -> None:
+    http, _, _ = api
+    # found by the schema fuzzer: a NUL in a filter reached PostgreSQL and came back a 500
+    async with http.get("/api/v1/notices?subject_type=a%00b&subject_id=1") as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    assert body["error"]["field"] == "subject_type"
+    async with http.get("/console/residents?q=%E7%8E%8B%00") as resp:
+        assert resp.status == 400
+        assert (await resp.text()).startswith("q: text may not hold a NUL")
+    async with http.get("/api/v1/notices?subject_type=alert") as resp:
+        assert resp.status == 200

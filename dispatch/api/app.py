@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from dispatch.api import health, openapi
 from dispatch.api.auth import Handler, bearer_auth
+from dispatch.api.bodies import storable_text
 from dispatch.api.errors import ApiError, json_error
 from dispatch.api.keys import COMPONENTS, OPENAPI_PATHS, RUNTIME, SCRAPE_HOOKS
 from dispatch.components import Component
@@ -62,6 +63,20 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
 
 
+@web.middleware
+async def refuse_unstorable_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter PostgreSQL could not compare (a NUL, half a surrogate pair) is a 400 naming
+    it, for every route at once, before a handler puts it in a statement and gets a driver error."""
+    for name, value in request.query.items():
+        if not (storable_text(name) and storable_text(value)):
+            field = name if storable_text(name) else "query"
+            message = f"{field}: text may not hold a NUL character or a lone surrogate"
+            if request.path.startswith("/api/"):
+                return json_error(400, "bad_request", message, field=field)
+            return web.Response(status=400, text=message + "\n")
+    return await handler(request)
+
+
 def build_app(
     runtime: Runtime, components: Sequence[Component], modules: Sequence[Any] = ()
 ) -> web.Application:
@@ -70,7 +85,13 @@ def build_app(
     # The console's session middleware (its MIDDLEWARES) signs a request in before the bearer check.
     own_middlewares = [m for module in modules for m in getattr(module, "MIDDLEWARES", ())]
     app = web.Application(
-        middlewares=[_metrics_middleware(runtime), errors_as_json, *own_middlewares, bearer_auth],
+        middlewares=[
+            _metrics_middleware(runtime),
+            errors_as_json,
+            refuse_unstorable_query,
+            *own_middlewares,
+            bearer_auth,
+        ],
         client_max_size=4 * 1024 * 1024,
     )
     app[RUNTIME] = runtime
