@@ -113,8 +113,9 @@ def life_signs_first(messages: Sequence[Message], settings: AlarmsConfig) -> lis
     first (one statement, no transaction), then the rest. A test report need not wait for the
     alert work of an SOS that came with it; the SOS waits one statement. Kept as one part when a
     device or a receipt key is in both, so that device's messages are still taken in order."""
-    plain = [i for i, m in enumerate(messages) if not needs_transaction([m], settings)]
-    rest = [i for i, m in enumerate(messages) if needs_transaction([m], settings)]
+    heavy = [needs_transaction([m], settings) for m in messages]
+    plain = [i for i, h in enumerate(heavy) if not h]
+    rest = [i for i, h in enumerate(heavy) if h]
     if not plain or not rest:
         return [list(range(len(messages)))]
 
