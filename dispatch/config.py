@@ -301,6 +301,9 @@ class AlarmsConfig:
     battery_low_percent: int = setting(20, integer(0, 100))
     # How often silent devices are looked for.
     sweep_interval_seconds: float = setting(60.0, number(1, 86400))
+    # An alarm is stored (and its sender answered) before it is handled (alert raised or joined);
+    # one still unhandled this long (the database went away, a failure) is handled again.
+    handling_retry_seconds: float = setting(10.0, number(1, 3600))
 
 
 @dataclass(frozen=True)

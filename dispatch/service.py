@@ -30,6 +30,7 @@ from providers.outbox import SmsWorker
 from providers.sms import make_sender
 from telephony.alarms.dc09_server import Dc09Server
 from telephony.alarms.heartbeats import HeartbeatSweep
+from telephony.alarms.intake import PendingAlarms
 from telephony.calls_api import ORIGINATOR
 from telephony.originate import register_call_attempts
 from telephony.switchboard import Telephony
@@ -168,7 +169,14 @@ class Service:
             for server in self.telephony.components():
                 await self._start(server)
                 components.append(server)
-            # Alarm intake: the DC-09 receiver (TCP + UDP, ACK after commit) and the silent-device sweep.
+            # Alarm intake: the handler of stored alarms first (what a crash left pending is handled
+            # before new alarms come), the DC-09 receiver (TCP + UDP, ACK after commit), the
+            # silent-device sweep.
+            pending = PendingAlarms(
+                self.runtime, self.desk, stop_grace_seconds=self.config.server.shutdown_grace_seconds
+            )
+            await self._start(pending)
+            components.append(pending)
             self.dc09 = Dc09Server(self.runtime, self.desk)
             await self._start(self.dc09)
             components.append(self.dc09)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -10,9 +11,12 @@ from typing import Any
 
 import aiohttp
 
+from dispatch.alert_desk import AlertDesk
 from dispatch.config import Config
 from dispatch.database import Conn
+from dispatch.runtime import Runtime
 from telephony.alarms import dc09
+from telephony.alarms.intake import settled
 from telephony.alarms.integrations import HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign
 from tests import factories
 
@@ -26,6 +30,14 @@ def alarm_config(config: Config, **alarms: Any) -> Config:
         alarms=dataclasses.replace(config.alarms, dc09_port=0, **alarms),
         security=dataclasses.replace(config.security, secret_key=SECRET_KEY),
     )
+
+
+async def handled(runtime: Runtime | None, desk: AlertDesk | None) -> None:
+    """Once a sender has its ACK or 202 the alarm is stored and handed to the handler: wait for it
+    to have raised or joined the alert (the ACK comes before; that is the point)."""
+    assert runtime is not None
+    assert desk is not None
+    await asyncio.wait_for(settled(runtime, desk), 10)
 
 
 async def unit(

@@ -3,7 +3,7 @@ end exactly as it would alone: stored once, repeats answered from their receipt,
 on, a bad message refused without taking the others down. On a real PostgreSQL.
 
 `asyncio.gather` over `take` queues every message before the first writer runs, so each test's
-messages go through `_GroupCommit` as one batch.
+messages go through `_Intake` as one batch (stored in one statement, then handled in one transaction).
 """
 
 from __future__ import annotations
@@ -193,11 +193,11 @@ async def test_a_message_that_fails_the_shared_transaction_takes_nothing_else_do
     assert isinstance(bad, asyncpg.PostgresError)
     assert await pool.fetchval("SELECT count(*) FROM alarms WHERE device_id = $1", device) == 2
     assert await pool.fetchval("SELECT count(*) FROM alarm_receipts WHERE key = 'evt-2'") == 0
-    assert "a batch of 3 alarms failed its shared transaction" in caplog.text
+    assert "a batch of 3 alarms failed its shared statement" in caplog.text
     assert "bad" not in caplog.text  # the log names the error's type, never the message's text
 
 
-async def test_life_signs_go_first_but_one_device_keeps_its_order(
+async def test_one_devices_messages_keep_their_order_in_a_batch(
     alarm_runtime: Runtime, desk: AlertDesk, pool: asyncpg.Pool
 ) -> None:
     async with pool.acquire() as conn:

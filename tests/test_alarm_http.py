@@ -17,7 +17,7 @@ from dispatch.users import Role, create_user, issue_token
 from telephony.alarms.contact_id import build_contact_id
 from telephony.alarms.heartbeats import sweep_silent_devices
 from telephony.alarms.integrations import IntegrationKeys, SignatureRefused, add_integration
-from tests.alarm_helpers import SECRET_KEY, alarm_config, post_signed, signed_headers, unit
+from tests.alarm_helpers import SECRET_KEY, alarm_config, handled, post_signed, signed_headers, unit
 
 
 @pytest.fixture
@@ -70,11 +70,14 @@ async def test_signed_post_is_stored_once_and_acted_on(
         assert body["duplicate"] is False
         assert body["device_id"] == device
         [alarm] = body["alarms"]
-        assert alarm["outcome"] == "alert_raised"
+        # committed and answered; the alert is raised right after, not before the answer
+        assert (alarm["kind"], alarm["outcome"], alarm["alert_id"]) == ("sos", "pending", None)
+        await handled(live.runtime, live.desk)
         status, again = await post_signed(http, url, key, secret, event)
         assert status == 200
         assert again["duplicate"] is True
-        assert again["alarms"] == body["alarms"]
+        [alarm] = again["alarms"]
+        assert (alarm["id"], alarm["outcome"]) == (body["alarms"][0]["id"], "alert_raised")
         async with http.get(
             live.url + "/api/v1/alarms",
             params={"resident": str(resident)},
@@ -100,6 +103,7 @@ async def test_refused_posts_store_nothing_and_name_what_is_wrong(
     async with aiohttp.ClientSession() as http:
         status, _first = await post_signed(http, url, key, secret, sos("evt-9"))
         assert status == 202
+        await handled(live.runtime, live.desk)
         cases = [
             (await post_signed(http, url, key, "cs_wrong", sos("evt-2")), 401, "X-Careline-Signature"),
             (
@@ -147,7 +151,10 @@ async def test_alarmreceiver_event_file(
             http, url, key, secret, text.replace(events[0], events[0][:-1] + "7")
         )
     assert status == 202, body
-    assert [a["outcome"] for a in body["alarms"]] == ["alert_raised", "maintenance"]
+    assert [a["outcome"] for a in body["alarms"]] == ["pending", "pending"]
+    await handled(live.runtime, live.desk)
+    outcomes = await pool.fetch("SELECT code, outcome FROM alarms ORDER BY id")
+    assert [(r["code"], r["outcome"]) for r in outcomes] == [("101", "alert_raised"), ("302", "maintenance")]
     assert again == 200
     assert bad == 400
     assert "checksum" in refused["error"]["message"]
@@ -188,6 +195,7 @@ async def test_health_and_metrics_show_the_receiver(
     key, secret, _ = credentials
     async with aiohttp.ClientSession() as http:
         await post_signed(http, live.url + "/api/v1/alarms", key, secret, sos())
+        await handled(live.runtime, live.desk)
         async with http.get(live.url + "/healthz") as resp:
             health = await resp.json()
         async with http.get(live.url + "/metrics") as resp:
@@ -199,6 +207,7 @@ async def test_health_and_metrics_show_the_receiver(
     assert live.dc09 is not None
     assert health["dc09"]["listening"] == f"127.0.0.1:{live.dc09.port}"
     assert health["heartbeats"]["status"] in ("ok", "degraded")
+    assert health["alarm-handling"] == {"status": "ok", "pending": 0, "error": None}
     assert 'careline_alarms_total{kind="sos",outcome="alert_raised",source="http"} 1.0' in metrics
 
 

@@ -14,7 +14,7 @@ import pytest
 from dispatch.config import Config
 from dispatch.service import Service
 from telephony.alarms.simulator import Plan, demo_devices, simulate
-from tests.alarm_helpers import SECRET_KEY, alarm_config, unit
+from tests.alarm_helpers import SECRET_KEY, alarm_config, handled, unit
 
 
 @pytest.fixture
@@ -45,6 +45,7 @@ async def test_simulated_units_are_acknowledged_over_tcp_udp_and_a_storm(
     assert storm.answers == {"ack": 20}
     assert "acknowledged 20" in storm.describe()
     assert await pool.fetchval("SELECT count(*) FROM alarms") == 70
+    await handled(live.runtime, live.desk)
     assert await pool.fetchval("SELECT count(*) FROM alerts") == 20
 
 

@@ -27,7 +27,7 @@ from dispatch.pgserver import EmbeddedPostgres
 from dispatch.runtime import Runtime
 from telephony.alarms import dc09
 from telephony.alarms.dc09_server import Dc09Server
-from tests.alarm_helpers import alarm_config, sia, unit
+from tests.alarm_helpers import alarm_config, handled, sia, unit
 
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 
@@ -123,6 +123,7 @@ async def test_encrypted_frame_gets_an_encrypted_ack(server: Dc09Server, pool: a
         answer, key_for={"E0C0DE": KEY}.get, now=now, window=(60, 60), tokens=dc09.ANSWER_TOKENS
     )
     assert (decoded.header.sequence, decoded.header.account) == ("0021", "E0C0DE")
+    await handled(server.runtime, server.desk)
     assert await pool.fetchval("SELECT kind FROM alerts") == "medical"
 
 
@@ -138,6 +139,7 @@ async def test_resend_after_a_lost_ack_stores_nothing_new(server: Dc09Server, po
     again = await second.send(frame)
     await second.close()
     assert answer_of(again) == "ACK"
+    await handled(server.runtime, server.desk)
     assert await pool.fetchval("SELECT count(*) FROM alarms") == 1
     assert await pool.fetchval("SELECT triggers FROM alerts") == 1
 
@@ -226,6 +228,7 @@ async def test_burst_of_1000_alarms_from_100_units_each_stored_once_before_its_a
     assert await pool.fetchval("SELECT count(*) FROM alarms") == 1000
     assert await pool.fetchval("SELECT count(DISTINCT (sender, code, received_at)) FROM alarms") == 1000
     # Two presses per unit, one open alert per resident: the second joined the first.
+    await handled(server.runtime, server.desk)
     assert await pool.fetchval("SELECT count(*) FROM alerts") == 100
     assert await pool.fetchval("SELECT sum(triggers) FROM alerts") == 200
 

@@ -29,7 +29,7 @@ from dispatch.components import Health
 from dispatch.runtime import Runtime
 from telephony.alarms import dc09
 from telephony.alarms.contact_id import ContactIdEvent
-from telephony.alarms.intake import DATABASE_DOWN, take
+from telephony.alarms.intake import DATABASE_DOWN, store
 from telephony.alarms.kinds import AlarmSource
 from telephony.alarms.messages import DeviceKey, IncomingAlarm, Message
 
@@ -257,7 +257,7 @@ class Dc09Server:
             log.info("DC-09 frame refused with NAK: %s", exc)
             return dc09.nak(now)
         try:
-            await take(self.runtime, self.desk, message)
+            await store(self.runtime, self.desk, message)
         except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
             log.warning(
                 "DC-09 %s seq %s not stored (%s); not acknowledged, the unit will resend",

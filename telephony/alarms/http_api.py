@@ -31,7 +31,7 @@ from dispatch.api.paging import PAGING_PARAMETERS, page, page_params, page_schem
 from telephony.alarms.cid_intake import event_file_message
 from telephony.alarms.contact_id import ContactIdError, parse_event_file
 from telephony.alarms.heartbeats import silent_devices
-from telephony.alarms.intake import DATABASE_DOWN, take
+from telephony.alarms.intake import DATABASE_DOWN, store
 from telephony.alarms.integrations import (
     HEADER_KEY,
     HEADER_SIGNATURE,
@@ -156,14 +156,14 @@ def cloud_alarm(body: Mapping[str, Any]) -> tuple[str, str, IncomingAlarm, int |
 async def _take(request: web.Request, message: Message) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
-        result = await take(runtime, request.app[ALERT_DESK], message)
+        stored = await store(runtime, request.app[ALERT_DESK], message)
     except ReceiptConflict:
         raise ApiError(
             409, "event_id_reused", "event_id: already used for a different alarm", field="event_id"
         ) from None
     except (*DATABASE_DOWN, asyncpg.PostgresError):
         raise ApiError(503, "unavailable", "the alarm could not be stored now; send it again") from None
-    return ok(result.as_json(), status=200 if result.duplicate else 202)
+    return ok(stored.result.as_json(), status=200 if stored.result.duplicate else 202)
 
 
 @routes.post("/api/v1/alarms")
@@ -333,7 +333,10 @@ _SIGNED_HEADERS: list[dict[str, Any]] = [
 ]
 _INTAKE_RESPONSES: dict[str, Any] = {
     "202": {
-        "description": "stored (committed) and acted on",
+        "description": (
+            "stored (committed); an alarm whose outcome is 'pending' is being given its meaning"
+            " (an alert raised or joined) at once: GET /api/v1/alarms shows it"
+        ),
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlarmIntake"}}},
     },
     "200": {

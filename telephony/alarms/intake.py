@@ -1,31 +1,22 @@
 """One message from a device becomes committed rows before anyone answers the sender.
 
-`record_messages` stores what messages that arrived together mean: the arrival
-statement (arrival.py) writes their receipts (so a resend stores nothing new, even
-after a restart), marks their devices seen and stores every life sign; then each
-other alarm gets its row and its meaning — an alert raised or joined through
-`AlertDesk.raise_alert`, a timeline note (restore, cancel, a press just after the
-alert closed), or a maintenance notice. `take` queues a message for a writer and
-returns after the commit that holds it, then publishes the events; only then may
-an adapter send its ACK / 202. Messages that arrive while WRITERS batches are being
-written wait and go together (group commit: one commit for many), the batch's life
-signs in one statement of their own first; a message that fails a shared
-transaction is retried alone.
+Intake has two steps:
+1. `store`: the arrival statement (arrival.py) writes the messages' receipts (so a resend
+   stores nothing new, even after a restart), marks their devices seen and stores every
+   alarm, a life sign as done and anything else `pending`. It is one statement, so the
+   alarms are committed when it returns: only then may an adapter send its ACK / 202.
+   Messages that arrive while WRITERS statements are running wait and go together (group
+   commit: one statement and one commit for many); a message that fails a shared statement
+   is retried alone.
+2. handling: right after, the desk's handler gives the pending alarms their meaning
+   (handling.py: an alert raised or joined, a note, a notice) in one transaction per batch,
+   in the order they were stored, and publishes the events. A pending alarm the handler
+   could not finish (the database went away, a bug) stays pending: `PendingAlarms` hands
+   it to the handler again every `alarms.handling_retry_seconds` and at start, so a crash
+   between the two steps delays an alert by a restart, never loses it.
 
-Decisions:
-- A repeat while an alert is open joins it (`raise_alert` counts `triggers`). A
-  press within `alarms.rejoin_window_seconds` after the resident's alert of that
-  kind was closed is attached to the closed alert (a note) with a critical
-  call-back notice, instead of a second alert an operator would close again.
-- A restore is a note on the alert it answers. A cancel from the device is a
-  note asking for a call-back and a notice; it never cancels an alert: only an
-  operator closes one.
-- Low battery, mains loss and other faults update the device and raise one
-  maintenance notice while one is open for that device and fault; tamper is an
-  alert (kind tamper). Each fault and tamper of a known device also asks for a
-  repair (dispatch/repairs.py: one open repair order per device, repeats join it).
-- An alarm from a device nobody registered is still stored, and an emergency
-  from it still raises an alert (or joins the open one fed by the same sender).
+`take` does both and returns what each alarm did (Contact ID from the dialplan, tests);
+the DC-09 receiver and the device-cloud API answer after `store`.
 """
 
 from __future__ import annotations
@@ -36,31 +27,23 @@ import logging
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from dispatch.alert_desk import Actor, AlertDesk
-from dispatch.alerts import OPEN_STATES, AlertKind, AlertSource, note
+from dispatch.alert_desk import AlertDesk
+from dispatch.components import Health
 from dispatch.config import AlarmsConfig
 from dispatch.database import Conn
-from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
-from dispatch.repairs import request_repair
 from dispatch.runtime import Runtime
-from telephony.alarms.arrival import Arrival, arrive, is_life_sign
-from telephony.alarms.kinds import (
-    ALERT_KINDS,
-    MAINTENANCE_KINDS,
-    AlarmKind,
-    Outcome,
-    Qualifier,
-)
+from telephony.alarms.arrival import arrive, is_life_sign
+from telephony.alarms.handling import handle_alarms
+from telephony.alarms.kinds import AlarmKind, Outcome, Qualifier
 from telephony.alarms.messages import (
     AlarmResult,
-    HeardDevice,
     IncomingAlarm,
     IntakeResult,
     Message,
@@ -71,14 +54,6 @@ log = logging.getLogger(__name__)
 
 # Errors that mean "the database is not there right now": the sender gets no ACK and retries.
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
-
-
-INSERT_ALARM = """
-INSERT INTO alarms (id, source, sender, device_id, resident_id, kind, qualifier, code, zone, partition,
-                    payload, details, sender_at, received_at, outcome, alert_id, notice_id, integration_id,
-                    context_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-"""
 
 
 def alarms_of(message: Message, settings: AlarmsConfig) -> tuple[IncomingAlarm, ...]:
@@ -101,34 +76,6 @@ def alarms_of(message: Message, settings: AlarmsConfig) -> tuple[IncomingAlarm, 
     return alarms
 
 
-def needs_transaction(messages: Sequence[Message], settings: AlarmsConfig) -> bool:
-    """False when the arrival statement alone does everything (it is then its own transaction)."""
-    return not all(
-        not alarms or is_life_sign(alarms) for alarms in (alarms_of(m, settings) for m in messages)
-    )
-
-
-def life_signs_first(messages: Sequence[Message], settings: AlarmsConfig) -> list[list[int]]:
-    """Positions of `messages` as the parts to commit one after the other: the life signs alone
-    first (one statement, no transaction), then the rest. A test report need not wait for the
-    alert work of an SOS that came with it; the SOS waits one statement. Kept as one part when a
-    device or a receipt key is in both, so that device's messages are still taken in order."""
-    heavy = [needs_transaction([m], settings) for m in messages]
-    plain = [i for i, h in enumerate(heavy) if not h]
-    rest = [i for i, h in enumerate(heavy) if h]
-    if not plain or not rest:
-        return [list(range(len(messages)))]
-
-    def keys(part: list[int]) -> set[object]:
-        return {messages[i].device for i in part} | {
-            (messages[i].source, messages[i].receipt_key) for i in part if messages[i].receipt_key
-        }
-
-    if keys(plain) & keys(rest):
-        return [list(range(len(messages)))]
-    return [plain, rest]
-
-
 def rounds(messages: Sequence[Message]) -> list[list[int]]:
     """Positions of `messages` in groups without a repeated receipt key, in order: a resend that
     arrives in the batch of its original goes in a later group and is found a repeat there."""
@@ -146,21 +93,20 @@ def rounds(messages: Sequence[Message]) -> list[list[int]]:
 
 
 async def record_messages(
-    conn: Conn, desk: AlertDesk, settings: AlarmsConfig, messages: Sequence[Message]
+    conn: Conn, settings: AlarmsConfig, messages: Sequence[Message]
 ) -> list[IntakeResult | ReceiptConflict]:
-    """Everything each message means, in the caller's transaction (or in the arrival statement's own
-    when `needs_transaction` is False and there is one round); publish `events` after the commit.
-    A ReceiptConflict stands for a message that wrote nothing."""
+    """Store `messages`: one arrival statement a round, each its own transaction. An alarm that is
+    not a life sign comes back `pending`. A ReceiptConflict stands for a message that wrote nothing."""
     results: list[IntakeResult | ReceiptConflict | None] = [None] * len(messages)
     for group in rounds(messages):
         batch = [messages[i] for i in group]
-        for i, result in zip(group, await _record_round(conn, desk, settings, batch), strict=True):
+        for i, result in zip(group, await _record_round(conn, settings, batch), strict=True):
             results[i] = result
     return [r for r in results if r is not None]
 
 
 async def _record_round(
-    conn: Conn, desk: AlertDesk, settings: AlarmsConfig, messages: Sequence[Message]
+    conn: Conn, settings: AlarmsConfig, messages: Sequence[Message]
 ) -> list[IntakeResult | ReceiptConflict]:
     alarms = [alarms_of(m, settings) for m in messages]
     arrivals = await arrive(conn, list(zip(messages, alarms, strict=True)))
@@ -173,16 +119,22 @@ async def _record_round(
                 results.append(ReceiptConflict(f"{message.receipt_key} was already used for another message"))
             else:
                 results.append(await _repeat(conn, alarm_ids))
-        elif arrival.stored:
-            results.append(
-                IntakeResult(
-                    duplicate=False,
-                    device_id=arrival.device.id if arrival.device else None,
-                    alarms=(AlarmResult(arrival.alarm_ids[0], its_alarms[0].kind, Outcome.LIFE_SIGN, None),),
-                )
+            continue
+        results.append(
+            IntakeResult(
+                duplicate=False,
+                device_id=arrival.device.id if arrival.device else None,
+                alarms=tuple(
+                    AlarmResult(
+                        alarm_id,
+                        alarm.kind,
+                        Outcome.LIFE_SIGN if is_life_sign(alarm) else Outcome.PENDING,
+                        None,
+                    )
+                    for alarm_id, alarm in zip(arrival.alarm_ids, its_alarms, strict=True)
+                ),
             )
-        else:
-            results.append(await _record_alarms(conn, desk, settings, message, its_alarms, arrival))
+        )
     return results
 
 
@@ -216,333 +168,16 @@ async def _repeat(conn: Conn, alarm_ids: tuple[int, ...]) -> IntakeResult:
     )
 
 
-async def _record_alarms(
-    conn: Conn,
-    desk: AlertDesk,
-    settings: AlarmsConfig,
-    message: Message,
-    alarms: Sequence[IncomingAlarm],
-    arrival: Arrival,
-) -> IntakeResult:
-    """What each alarm of a fresh message means, and its row under the id its receipt holds."""
-    device = arrival.device
-    events: list[DomainEvent] = []
-    results: list[AlarmResult] = []
-    for alarm, alarm_id in zip(alarms, arrival.alarm_ids, strict=True):
-        handled = await _handle(conn, desk, settings, message, device, alarm, arrival)
-        events.extend(handled.events)
-        await conn.execute(
-            INSERT_ALARM,
-            alarm_id,
-            message.source.value,
-            message.sender,
-            device.id if device else None,
-            device.resident_id if device else None,
-            alarm.kind.value,
-            alarm.qualifier.value,
-            alarm.code,
-            alarm.zone,
-            alarm.partition,
-            message.payload,
-            {"description": alarm.description, **alarm.details},
-            alarm.sender_at,
-            message.received_at,
-            handled.outcome.value,
-            handled.alert_id,
-            handled.notice_id,
-            message.integration_id,
-            handled.context_id,
-        )
-        results.append(AlarmResult(alarm_id, alarm.kind, handled.outcome, handled.alert_id))
-    return IntakeResult(
-        duplicate=False, device_id=device.id if device else None, alarms=tuple(results), events=tuple(events)
-    )
-
-
-@dataclass
-class _Handled:
-    outcome: Outcome
-    alert_id: int | None = None
-    notice_id: int | None = None
-    context_id: Any = None
-    events: list[DomainEvent] = field(default_factory=list)
-
-
-def _context(message: Message, alarm: IncomingAlarm) -> dict[str, Any]:
-    context: dict[str, Any] = {"alarm": alarm.kind.value, "code": alarm.code, "via": message.source.value}
-    if alarm.zone:
-        context["zone"] = alarm.zone
-    if alarm.description:
-        context["description"] = alarm.description
-    if "location" in alarm.details:
-        context["location"] = alarm.details["location"]
-    return context
-
-
-async def _handle(
-    conn: Conn,
-    desk: AlertDesk,
-    settings: AlarmsConfig,
-    message: Message,
-    device: HeardDevice | None,
-    alarm: IncomingAlarm,
-    arrival: Arrival,
-) -> _Handled:
-    now = message.received_at
-    alert_kind = ALERT_KINDS.get(alarm.kind)
-    if alert_kind is not None and alarm.qualifier is not Qualifier.RESTORE:
-        if alarm.kind is AlarmKind.TAMPER and alarm.qualifier is Qualifier.NEW and device is not None:
-            # a unit pulled off the wall is an alert now and a repair job after it (refitted)
-            await request_repair(conn, device.id, alarm.kind.value, now)
-        return await _emergency(conn, desk, settings, message, device, alarm, alert_kind, arrival)
-    if alert_kind is not None:
-        return await _attach(conn, settings, message, device, alarm, alert_kind, "alarm.restored")
-    if alarm.kind is AlarmKind.CANCEL:
-        return await _cancel(conn, message, device, alarm)
-    if alarm.kind in MAINTENANCE_KINDS:
-        return await _maintenance(conn, message, device, alarm, now)
-    return _Handled(Outcome.LIFE_SIGN)
-
-
-async def _latest_alert(
-    conn: Conn, device: HeardDevice | None, sender: str, kind: AlertKind | None
-) -> tuple[int, bool, dt.datetime | None, Any] | None:
-    """(id, open, closed_at, context id) of the most recent alert this alarm belongs with."""
-    if device is not None and device.resident_id is not None:
-        row = await conn.fetchrow(
-            """SELECT id, state = ANY($3::text[]) AS open, closed_at, context_id FROM alerts
-               WHERE resident_id = $1 AND ($2::text IS NULL OR kind = $2)
-               ORDER BY (state = ANY($3::text[])) DESC, raised_at DESC LIMIT 1""",
-            device.resident_id,
-            kind.value if kind else None,
-            list(OPEN_STATES),
-        )
-    elif device is not None:
-        row = await conn.fetchrow(
-            """SELECT id, state = ANY($3::text[]) AS open, closed_at, context_id FROM alerts
-               WHERE device_id = $1 AND resident_id IS NULL AND ($2::text IS NULL OR kind = $2)
-               ORDER BY (state = ANY($3::text[])) DESC, raised_at DESC LIMIT 1""",
-            device.id,
-            kind.value if kind else None,
-            list(OPEN_STATES),
-        )
-    else:
-        # Nobody registered this device: group by who sent it, through the alarms it sent before.
-        row = await conn.fetchrow(
-            """SELECT a.id, a.state = ANY($3::text[]) AS open, a.closed_at, a.context_id
-               FROM alarms al JOIN alerts a ON a.id = al.alert_id
-               WHERE al.sender = $1 AND ($2::text IS NULL OR a.kind = $2)
-               ORDER BY (a.state = ANY($3::text[])) DESC, al.id DESC LIMIT 1""",
-            sender,
-            kind.value if kind else None,
-            list(OPEN_STATES),
-        )
-    if row is None:
-        return None
-    return int(row["id"]), bool(row["open"]), row["closed_at"], row["context_id"]
-
-
-async def _emergency(
-    conn: Conn,
-    desk: AlertDesk,
-    settings: AlarmsConfig,
-    message: Message,
-    device: HeardDevice | None,
-    alarm: IncomingAlarm,
-    alert_kind: AlertKind,
-    arrival: Arrival,
-) -> _Handled:
-    now = message.received_at
-    if arrival.latest_known:
-        # read by the arrival statement: one round trip less for every press
-        found = arrival.latest
-        latest = (found.id, found.open, found.closed_at, found.context_id) if found else None
-    else:
-        latest = await _latest_alert(conn, device, message.sender, alert_kind)
-    if latest is not None:
-        alert_id, is_open, closed_at, context_id = latest
-        window = dt.timedelta(seconds=settings.rejoin_window_seconds)
-        if not is_open and closed_at is not None and now - closed_at <= window:
-            return await _after_close(conn, message, alarm, alert_id, context_id, now - closed_at)
-        if is_open and device is None:
-            # raise_alert cannot join an alert of an unknown device: note the repeat on it instead.
-            event = await note(
-                conn,
-                alert_id,
-                kind="alarm.repeated",
-                actor=message.actor,
-                at=now,
-                data=_context(message, alarm),
-            )
-            return _Handled(Outcome.ALERT_JOINED, alert_id, context_id=context_id, events=[event])
-    raised = await desk.raise_alert(
-        conn,
-        source=AlertSource.ALARM,
-        kind=alert_kind,
-        resident_id=device.resident_id if device else None,
-        device_id=device.id if device else None,
-        context={**_context(message, alarm), **({} if device else {"unknown_device": message.sender})},
-        actor=Actor(message.actor),
-        at=now,
-    )
-    outcome = Outcome.ALERT_RAISED if raised.created else Outcome.ALERT_JOINED
-    return _Handled(outcome, raised.alert.id, context_id=raised.alert.context_id, events=list(raised.events))
-
-
-async def _after_close(
-    conn: Conn,
-    message: Message,
-    alarm: IncomingAlarm,
-    alert_id: int,
-    context_id: Any,
-    since_close: dt.timedelta,
-) -> _Handled:
-    now = message.received_at
-    seconds = int(since_close.total_seconds())
-    event = await note(
-        conn,
-        alert_id,
-        kind="alarm.after_close",
-        actor=message.actor,
-        at=now,
-        reason=f"pressed again {seconds} s after the alert was closed",
-        data=_context(message, alarm),
-    )
-    notice = await raise_notice(
-        conn,
-        kind="alarm.call_back",
-        severity=Severity.CRITICAL,
-        text=(
-            f"警情 {alert_id} 关闭 {seconds} 秒后设备再次报警，请立即回拨确认。"
-            f" / Alert {alert_id}: the device alarmed again {seconds} s after it was closed; call back now."
-        ),
-        subject_type="alert",
-        subject_id=alert_id,
-        context_id=context_id,
-        data={"alarm": alarm.kind.value},
-        at=now,
-    )
-    return _Handled(
-        Outcome.ATTACHED_TO_CLOSED, alert_id, notice.subject_id, context_id, events=[event, notice]
-    )
-
-
-async def _attach(
-    conn: Conn,
-    settings: AlarmsConfig,
-    message: Message,
-    device: HeardDevice | None,
-    alarm: IncomingAlarm,
-    alert_kind: AlertKind | None,
-    note_kind: str,
-) -> _Handled:
-    """A restore: a note on the open alert it answers, or the one closed just before."""
-    now = message.received_at
-    latest = await _latest_alert(conn, device, message.sender, alert_kind)
-    if latest is None:
-        return _Handled(Outcome.NOTHING_OPEN)
-    alert_id, is_open, closed_at, context_id = latest
-    recent = closed_at is not None and now - closed_at <= dt.timedelta(seconds=settings.rejoin_window_seconds)
-    if not (is_open or recent):
-        return _Handled(Outcome.NOTHING_OPEN)
-    event = await note(
-        conn, alert_id, kind=note_kind, actor=message.actor, at=now, data=_context(message, alarm)
-    )
-    return _Handled(Outcome.RESTORE_NOTED, alert_id, context_id=context_id, events=[event])
-
-
-async def _cancel(conn: Conn, message: Message, device: HeardDevice | None, alarm: IncomingAlarm) -> _Handled:
-    """The resident pressed cancel: ask for a call-back; only an operator closes the alert."""
-    now = message.received_at
-    latest = await _latest_alert(conn, device, message.sender, None)
-    if latest is None or not latest[1]:
-        return _Handled(Outcome.NOTHING_OPEN)
-    alert_id, _, _, context_id = latest
-    event = await note(
-        conn,
-        alert_id,
-        kind="alarm.cancel_requested",
-        actor=message.actor,
-        at=now,
-        reason="cancelled at the device: call back before closing",
-        data={**_context(message, alarm), "call_back": True},
-    )
-    notice = await raise_notice(
-        conn,
-        kind="alarm.cancel_requested",
-        severity=Severity.WARNING,
-        text=(
-            f"警情 {alert_id}：老人在设备上按了取消，请回拨确认后再关闭。"
-            f" / Alert {alert_id}: cancelled at the device; call back before closing it."
-        ),
-        subject_type="alert",
-        subject_id=alert_id,
-        context_id=context_id,
-        at=now,
-    )
-    return _Handled(Outcome.CANCEL_NOTED, alert_id, notice.subject_id, context_id, events=[event, notice])
-
-
-_FAULT_COLUMN = {AlarmKind.MAINS_LOSS: "mains_lost_at", AlarmKind.LOW_BATTERY: "battery_low_at"}
-_FAULT_ZH = {
-    AlarmKind.MAINS_LOSS: "市电断电",
-    AlarmKind.LOW_BATTERY: "电池电量低",
-    AlarmKind.TROUBLE: "设备故障",
-}
-
-
-async def _maintenance(
-    conn: Conn, message: Message, device: HeardDevice | None, alarm: IncomingAlarm, now: dt.datetime
-) -> _Handled:
-    """A technical fault: the device row records it, and one notice per open fault reaches the floor."""
-    column = _FAULT_COLUMN.get(alarm.kind)
-    if alarm.qualifier is Qualifier.RESTORE:
-        if device is not None and column is not None:
-            await conn.execute(f"UPDATE devices SET {column} = NULL WHERE id = $1", device.id)
-        return _Handled(Outcome.DEVICE_UPDATED)
-    if device is not None and column is not None:
-        await conn.execute(
-            f"UPDATE devices SET {column} = coalesce({column}, $2) WHERE id = $1", device.id, now
-        )
-    kind = f"device.{alarm.kind.value}"
-    subject_type, subject_id = ("device", device.id) if device else (None, None)
-    already = await conn.fetchval(
-        """SELECT id FROM notices WHERE kind = $1 AND acknowledged_at IS NULL
-           AND subject_type IS NOT DISTINCT FROM $2 AND subject_id IS NOT DISTINCT FROM $3
-           AND ($2::text IS NOT NULL OR data->>'sender' = $4) LIMIT 1""",
-        kind,
-        subject_type,
-        subject_id,
-        message.sender,
-    )
-    if device is not None:
-        # a repeat joins the device's open repair order, or opens one when the last is done
-        await request_repair(conn, device.id, alarm.kind.value, now)
-    if already is not None:
-        return _Handled(Outcome.DEVICE_UPDATED, notice_id=int(already))
-    what = _FAULT_ZH[alarm.kind]
-    label = f"设备 {device.id}" if device else "未登记设备"
-    notice = await raise_notice(
-        conn,
-        kind=kind,
-        severity=Severity.WARNING,
-        text=f"{label}：{what}，请安排维护。 / Device {device.id if device else '?'}: {alarm.kind.value}, "
-        "maintenance needed.",
-        subject_type=subject_type,
-        subject_id=subject_id,
-        data={"sender": message.sender, "code": alarm.code, "audience": "maintenance"},
-        at=now,
-    )
-    return _Handled(Outcome.MAINTENANCE, notice_id=notice.subject_id, events=[notice])
-
-
-# -- the transaction around it -------------------------------------------------------------
+# -- metrics -------------------------------------------------------------------------------
 
 
 class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.alarms = Counter(
-            "careline_alarms", "Alarms stored", ["source", "kind", "outcome"], registry=registry
+            "careline_alarms",
+            "Alarms stored, by what they did",
+            ["source", "kind", "outcome"],
+            registry=registry,
         )
         self.duplicates = Counter(
             "careline_alarm_duplicates",
@@ -558,9 +193,19 @@ class IntakeMetrics:
         )
         self.seconds = Histogram(
             "careline_alarm_intake_seconds",
-            "From receipt to commit of one message",
+            "From receipt to commit of one message (when its sender may be answered)",
             ["source"],
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self.handling_failures = Counter(
+            "careline_alarm_handling_failures",
+            "Stored alarms whose handling failed (left pending, tried again)",
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "careline_alarms_pending",
+            "Stored alarms not yet handled for longer than the retry interval, at the last sweep",
             registry=registry,
         )
 
@@ -576,34 +221,75 @@ def metrics_for(registry: CollectorRegistry) -> IntakeMetrics:
     return found
 
 
+def _count(metrics: IntakeMetrics, source: str, alarms: Sequence[AlarmResult]) -> None:
+    for alarm in alarms:
+        if alarm.outcome is not Outcome.PENDING:
+            metrics.alarms.labels(source, alarm.kind.value, alarm.outcome.value).inc()
+
+
+# -- step 1: store ---------------------------------------------------------------------------
+
 # Group commit: messages that arrive while others are being written wait and go together, up to
-# BATCH_MAX in one transaction (one commit, one fsync), in at most WRITERS transactions at once.
-# Two: one writer can take the life signs that came while the other waits on an emergency's
-# transaction; more only split the same work into smaller batches (measured: a third more
-# database CPU per alarm with four, under a 500/s surge).
+# BATCH_MAX in one statement (one commit, one fsync), in at most WRITERS statements at once.
 BATCH_MAX = 64
 WRITERS = 2
+# A writer (and the handler) keeps its connection this long after its queue ran dry, for the next
+# message: under a surge the queue is empty between most messages, and giving the connection back
+# each time cost two more round trips a message (the pool's reset, then setting the plan mode again).
+LINGER_SECONDS = 0.25
 
 
-def _device_order(message: Message) -> str:
-    """Batches take device rows in one order, so two batches at once cannot deadlock on them."""
-    key = message.device
-    return key.dc09_account or key.cloud_id or key.caller_e164 or ""
+async def _more(queue: list[Any], arrived: asyncio.Event) -> bool:
+    """True as soon as `queue` has work, False when LINGER_SECONDS passed without any."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    while not queue:
+        arrived.clear()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await arrived.wait()
+        except TimeoutError:
+            return bool(queue)
+    return True
 
 
-class _GroupCommit:
-    """One desk's intake writers. A writer task exists only while messages wait; each is held here
-    and ends when the queue is empty, and every message's outcome reaches its caller's future."""
+Results = dict[int, AlarmResult]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A message as committed: its sender may be answered now. `result` says `pending` for the
+    alarms the handler is giving their meaning; `handled` resolves with their results."""
+
+    result: IntakeResult
+    handled: asyncio.Future[Results] | None = None
+
+    async def outcome(self) -> IntakeResult:
+        """What every alarm of the message did, once handled (raises when handling failed)."""
+        if self.handled is None:
+            return self.result
+        results = await asyncio.shield(self.handled)
+        return replace(self.result, alarms=tuple(results.get(a.alarm_id, a) for a in self.result.alarms))
+
+
+class _Intake:
+    """One desk's intake: the writers that store, and the handler behind them. Tasks exist only
+    while work waits; each is held here and ends when its queue is empty, and every message's
+    outcome reaches its caller's future."""
 
     def __init__(self, runtime: Runtime, desk: AlertDesk) -> None:
         self.runtime = runtime
         self.desk = desk
-        self.queue: list[tuple[Message, asyncio.Future[IntakeResult]]] = []
+        self.metrics = metrics_for(runtime.metrics)
+        self.queue: list[tuple[Message, asyncio.Future[Stored]]] = []
+        self.arrived = asyncio.Event()
         self.writers: set[asyncio.Task[None]] = set()
+        self.handler = _Handler(runtime, desk, self.metrics)
 
-    async def take(self, message: Message) -> IntakeResult:
-        future: asyncio.Future[IntakeResult] = asyncio.get_running_loop().create_future()
+    async def store(self, message: Message) -> Stored:
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self.queue.append((message, future))
+        self.arrived.set()
         if len(self.writers) < WRITERS:
             writer = asyncio.create_task(self._write(), name="alarm-intake")
             self.writers.add(writer)
@@ -616,10 +302,10 @@ class _GroupCommit:
             future.add_done_callback(_retrieve)
             raise
 
-    def _next_batch(self) -> list[tuple[Message, asyncio.Future[IntakeResult]]]:
-        batch, self.queue = self.queue[:BATCH_MAX], self.queue[BATCH_MAX:]
-        # handled in device order, so alerts of the same residents are locked in one order too
-        batch.sort(key=lambda entry: _device_order(entry[0]))
+    def _next_batch(self) -> list[tuple[Message, asyncio.Future[Stored]]]:
+        # in place: a lingering writer watches this very list (`_more`)
+        batch = self.queue[:BATCH_MAX]
+        del self.queue[:BATCH_MAX]
         return batch
 
     async def _write(self) -> None:
@@ -648,7 +334,7 @@ class _GroupCommit:
                     future.cancel()
                 raise
             try:
-                while await self._commit(conn, batch) and self.queue:
+                while await self._commit(conn, batch) and await _more(self.queue, self.arrived):
                     batch = self._next_batch()
             except BaseException:
                 # cancelled (the loop is closing): nothing of this batch was acknowledged
@@ -659,19 +345,8 @@ class _GroupCommit:
             finally:
                 await self.runtime.pool.release(conn)
 
-    async def _commit(self, conn: Conn, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]) -> bool:
-        """Commit the batch, life signs first, and answer every future; False when the connection
-        should be let go (what was not tried goes back to the front of the queue)."""
-        parts = life_signs_first([message for message, _ in batch], self.runtime.config.alarms)
-        for n, part in enumerate(parts):
-            if not await self._commit_part(conn, [batch[i] for i in part]):
-                self.queue[:0] = [batch[i] for later in parts[n + 1 :] for i in later]
-                return False
-        return True
-
-    async def _commit_part(
-        self, conn: Conn, batch: list[tuple[Message, asyncio.Future[IntakeResult]]]
-    ) -> bool:
+    async def _commit(self, conn: Conn, batch: list[tuple[Message, asyncio.Future[Stored]]]) -> bool:
+        """Store the batch and answer every future; False when the connection should be let go."""
         messages = [message for message, _ in batch]
         try:
             results = await self._record(conn, messages)
@@ -683,20 +358,17 @@ class _GroupCommit:
             if len(batch) == 1:
                 batch[0][1].set_exception(exc)
                 return True
-            # One message failed the transaction (a deadlock, a bug): each alone, as without batching.
-            # The error's type only: its text may quote a message's fields.
+            # One message failed the statement (a bug, a value PostgreSQL refuses): each alone, as
+            # without batching. The error's type only: its text may quote a message's fields.
             log.warning(
-                "a batch of %d alarms failed its shared transaction (%s); committing each alone",
+                "a batch of %d alarms failed its shared statement (%s); storing each alone",
                 len(batch),
                 type(exc).__name__,
             )
         else:
             # only now, after the commit, may the callers answer their senders
-            for (_, future), result in zip(batch, results, strict=True):
-                if isinstance(result, ReceiptConflict):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            for (message, future), result in zip(batch, results, strict=True):
+                self._deliver(message, future, result)
             return True
         healthy = True
         for message, future in batch:
@@ -706,49 +378,306 @@ class _GroupCommit:
                 healthy = healthy and not isinstance(exc, DATABASE_DOWN)
                 future.set_exception(exc)
             else:
-                if isinstance(result, ReceiptConflict):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                self._deliver(message, future, result)
         return healthy
 
     async def _record(self, conn: Conn, messages: list[Message]) -> list[IntakeResult | ReceiptConflict]:
         settings = self.runtime.config.alarms
         async with asyncio.timeout(settings.intake_timeout_seconds):
-            if len(rounds(messages)) == 1 and not needs_transaction(messages, settings):
-                # one statement: committed when it returns
-                return await record_messages(conn, self.desk, settings, messages)
-            async with conn.transaction():
-                return await record_messages(conn, self.desk, settings, messages)
+            return await record_messages(conn, settings, messages)
+
+    def _deliver(
+        self, message: Message, future: asyncio.Future[Stored], result: IntakeResult | ReceiptConflict
+    ) -> None:
+        """Answer the caller, and hand what is pending to the handler (a repeat's too, so that its
+        caller learns what the original did once that is known)."""
+        if isinstance(result, ReceiptConflict):
+            future.set_exception(result)
+            return
+        _count(self.metrics, message.source.value, result.alarms if not result.duplicate else ())
+        pending = tuple(a.alarm_id for a in result.alarms if a.outcome is Outcome.PENDING)
+        handled = self.handler.enqueue(pending, message.source.value, answer=True) if pending else None
+        future.set_result(Stored(result, handled))
 
 
-def _retrieve(future: asyncio.Future[IntakeResult]) -> None:
+# -- step 2: handle --------------------------------------------------------------------------
+
+# alarm ids handed over together (one message's), their source (for the metrics), and the future
+# of whoever waits for their results (None: nobody, as for the retry sweep's)
+_Entry = tuple[tuple[int, ...], str, "asyncio.Future[Results] | None"]
+
+
+class _Handler:
+    """Gives pending alarms their meaning, a batch a transaction, in the order they were handed
+    over: one task at a time, so a restore is never handled before the press it answers."""
+
+    def __init__(self, runtime: Runtime, desk: AlertDesk, metrics: IntakeMetrics) -> None:
+        self.runtime = runtime
+        self.desk = desk
+        self.metrics = metrics
+        self.queue: list[_Entry] = []
+        self.arrived = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        # set while nothing is queued or being handled (what `settled` waits for)
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enqueue(
+        self, alarm_ids: tuple[int, ...], source: str, *, answer: bool
+    ) -> asyncio.Future[Results] | None:
+        future: asyncio.Future[Results] | None = None
+        if answer:
+            future = asyncio.get_running_loop().create_future()
+            # nobody may wait for it (an ACK needs only the store): never "exception not retrieved"
+            future.add_done_callback(_retrieve)
+        self.queue.append((alarm_ids, source, future))
+        self.idle.clear()
+        self.arrived.set()
+        if self.task is None:
+            self.task = asyncio.create_task(self._run(), name="alarm-handling")
+            self.task.add_done_callback(self._ended)
+        return future
+
+    def _ended(self, _task: asyncio.Task[None]) -> None:
+        self.task = None
+        if self.queue and not _task.cancelled():
+            # handed work after the loop decided it was done: go on with it
+            self.task = asyncio.create_task(self._run(), name="alarm-handling")
+            self.task.add_done_callback(self._ended)
+        else:
+            self.idle.set()
+
+    def _next_batch(self) -> list[_Entry]:
+        taken, count = 0, 0
+        for ids, _, _ in self.queue:
+            if taken and count + len(ids) > BATCH_MAX:
+                break
+            taken, count = taken + 1, count + len(ids)
+        batch = self.queue[:taken]
+        del self.queue[:taken]
+        return batch
+
+    async def _run(self) -> None:
+        """Hold one connection while alarms wait (see LINGER_SECONDS); let it go after anything went
+        wrong with it, so the next batch starts on a clean one."""
+        settings = self.runtime.config.alarms
+        while self.queue:
+            try:
+                conn = await self.runtime.pool.acquire(timeout=settings.intake_timeout_seconds)
+            except DATABASE_DOWN as exc:
+                self._fail(self._next_batch(), exc)
+                continue
+            try:
+                while self.queue:
+                    batch = self._next_batch()
+                    try:
+                        healthy = await self._handle(conn, batch)
+                    except BaseException:
+                        for _, _, future in batch:
+                            if future is not None and not future.done():
+                                future.cancel()
+                        raise
+                    if not healthy:
+                        break
+                    if not self.queue:
+                        self.idle.set()
+                        if not await _more(self.queue, self.arrived):
+                            break
+            finally:
+                await self.runtime.pool.release(conn)
+
+    async def _handle(self, conn: Conn, batch: list[_Entry]) -> bool:
+        """Handle the batch in one transaction and answer its futures; False when the connection
+        should be let go. When the shared transaction fails, each entry is tried alone, so the
+        others go on; an alarm that fails alone, or while the database is away, stays pending for
+        the retry sweep (and one that fails alone is reported to the floor)."""
+        settings = self.runtime.config.alarms
+        ids = [alarm_id for alarm_ids, _, _ in batch for alarm_id in alarm_ids]
+        try:
+            async with asyncio.timeout(settings.intake_timeout_seconds), conn.transaction():
+                results, events = await handle_alarms(conn, self.desk, settings, ids, self.runtime.clock())
+        except DATABASE_DOWN as exc:
+            self._fail(batch, exc)
+            log.warning("alarms %s not handled yet: database unavailable (%s)", ids, type(exc).__name__)
+            return False
+        except Exception as exc:
+            if len(batch) > 1:
+                healthy = True
+                for entry in batch:
+                    healthy = await self._handle(conn, [entry]) and healthy
+                return healthy
+            self._fail(batch, exc)
+            await self._report(ids, exc)
+            return True
+        for alarm_ids, source, future in batch:
+            _count(self.metrics, source, [results[i] for i in alarm_ids if i in results])
+            if future is not None and not future.done():
+                future.set_result({i: results[i] for i in alarm_ids if i in results})
+        await self.runtime.bus.publish(*events)
+        return True
+
+    def _fail(self, batch: list[_Entry], exc: BaseException) -> None:
+        self.metrics.handling_failures.inc(sum(len(alarm_ids) for alarm_ids, _, _ in batch))
+        for _, _, future in batch:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+
+    async def _report(self, alarm_ids: list[int], exc: Exception) -> None:
+        """An alarm that cannot be handled must reach a person now, not only a log."""
+        log.error("alarms %s stored but not handled (%s); tried again later", alarm_ids, type(exc).__name__)
+        try:
+            async with self.runtime.pool.acquire() as conn, conn.transaction():
+                events = []
+                for alarm_id in alarm_ids:
+                    known = await conn.fetchval(
+                        """SELECT 1 FROM notices WHERE kind = 'alarm.unhandled'
+                           AND subject_type = 'alarm' AND subject_id = $1""",
+                        alarm_id,
+                    )
+                    if known:
+                        continue
+                    events.append(
+                        await raise_notice(
+                            conn,
+                            kind="alarm.unhandled",
+                            severity=Severity.CRITICAL,
+                            text=(
+                                f"报警 {alarm_id} 已收到但系统未能自动处理，请立即查看报警记录并人工处置。"
+                                f" / Alarm {alarm_id} was received but could not be handled automatically:"
+                                " open it and act on it by hand now."
+                            ),
+                            subject_type="alarm",
+                            subject_id=alarm_id,
+                            data={"error": type(exc).__name__},
+                            at=self.runtime.clock(),
+                        )
+                    )
+            await self.runtime.bus.publish(*events)
+        except Exception:
+            log.exception("could not raise the notice for unhandled alarms %s", alarm_ids)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
 
-_writers: weakref.WeakKeyDictionary[AlertDesk, _GroupCommit] = weakref.WeakKeyDictionary()
+_intakes: weakref.WeakKeyDictionary[AlertDesk, _Intake] = weakref.WeakKeyDictionary()
 
 
-async def take(runtime: Runtime, desk: AlertDesk, message: Message) -> IntakeResult:
-    """Commit the message (or find it already committed), then publish; raises when not stored.
+def _intake(runtime: Runtime, desk: AlertDesk) -> _Intake:
+    found = _intakes.get(desk)
+    if found is None or found.runtime is not runtime:
+        found = _intakes[desk] = _Intake(runtime, desk)
+    return found
 
-    The message may share its transaction with others that arrived meanwhile (group commit);
+
+async def store(runtime: Runtime, desk: AlertDesk, message: Message) -> Stored:
+    """Commit the message (or find it already committed); raises when not stored. Its sender may be
+    answered when this returns; the handler is giving its pending alarms their meaning meanwhile.
+
+    The message may share its statement with others that arrived meanwhile (group commit);
     either way it returns only after the commit that holds the message."""
     metrics = metrics_for(runtime.metrics)
     started = time.perf_counter()
-    writers = _writers.get(desk)
-    if writers is None or writers.runtime is not runtime:
-        writers = _writers[desk] = _GroupCommit(runtime, desk)
     try:
-        result = await writers.take(message)
+        stored = await _intake(runtime, desk).store(message)
     except (*DATABASE_DOWN, asyncpg.PostgresError):
         metrics.failures.labels(message.source.value).inc()
         raise
     metrics.seconds.labels(message.source.value).observe(time.perf_counter() - started)
-    if result.duplicate:
+    if stored.result.duplicate:
         metrics.duplicates.labels(message.source.value).inc()
-    for alarm in result.alarms if not result.duplicate else ():
-        metrics.alarms.labels(message.source.value, alarm.kind.value, alarm.outcome.value).inc()
-    await runtime.bus.publish(*result.events)
-    return result
+    return stored
+
+
+async def take(runtime: Runtime, desk: AlertDesk, message: Message) -> IntakeResult:
+    """`store`, then wait for what each alarm did (an alert raised or joined, a note, a notice)."""
+    return await (await store(runtime, desk, message)).outcome()
+
+
+async def settled(runtime: Runtime, desk: AlertDesk) -> None:
+    """Until the desk's handler has nothing left to do (tests; a stop that lets it finish)."""
+    await _intake(runtime, desk).handler.idle.wait()
+
+
+# -- pending alarms after a crash or a failure --------------------------------------------------
+
+PENDING = """
+SELECT id, source FROM alarms WHERE outcome = 'pending' AND received_at <= $1
+ORDER BY received_at, id LIMIT $2
+"""
+
+
+class PendingAlarms:
+    """A component: hands every pending alarm to the handler at start (what a crash left between
+    the two steps), then every `alarms.handling_retry_seconds` those still pending that long (what
+    a database outage or a failure left). Its stop lets the handler finish what it holds."""
+
+    name = "alarm-handling"
+
+    def __init__(self, runtime: Runtime, desk: AlertDesk, *, stop_grace_seconds: float = 5.0) -> None:
+        self.runtime = runtime
+        self.desk = desk
+        self.interval = runtime.config.alarms.handling_retry_seconds
+        self.stop_grace_seconds = stop_grace_seconds
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+        self.waiting = 0
+
+    async def start(self) -> None:
+        await self.sweep(everything=True)
+        self._task = asyncio.create_task(self._loop(), name="alarm-handling-retry")
+
+    async def sweep(self, *, everything: bool = False) -> int:
+        """Hand pending alarms to the handler: all of them, or those pending for the retry interval."""
+        now = self.runtime.clock()
+        before = now if everything else now - dt.timedelta(seconds=self.interval)
+        handler = _intake(self.runtime, self.desk).handler
+        rows = await self.runtime.pool.fetch(PENDING, before, 10_000)
+        for row in rows:
+            handler.enqueue((row["id"],), row["source"], answer=False)
+        if rows:
+            log.warning("%d stored alarms were still pending; handing them to the handler", len(rows))
+        self.waiting = len(rows)
+        metrics_for(self.runtime.metrics).pending.set(len(rows))
+        return len(rows)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sweep()
+                self.last_error = None
+            except Exception as exc:
+                # the sweep outlives any one bad round: a dead sweep is an alarm left pending
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("pending-alarm sweep failed (%s); carrying on", type(exc).__name__)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            self._task = None
+        try:
+            async with asyncio.timeout(self.stop_grace_seconds):
+                await settled(self.runtime, self.desk)
+        except TimeoutError:
+            log.warning("stopping with alarms still being handled: they are handled at the next start")
+
+    async def health(self) -> Health:
+        ok = self._task is not None and not self._task.done() and self.last_error is None and not self.waiting
+        return Health(
+            ok,
+            {
+                "status": "ok" if ok else "degraded",
+                # alarms stored but still not handled after a retry interval: each needs a look
+                "pending": self.waiting,
+                "error": self.last_error,
+            },
+        )

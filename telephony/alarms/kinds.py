@@ -69,3 +69,4 @@ class Outcome(StrEnum):
     DEVICE_UPDATED = "device_updated"  # a restore of a technical fault, or a condition already known
     LIFE_SIGN = "life_sign"
     NOTHING_OPEN = "nothing_open"  # a restore or cancel with no alert to attach it to
+    PENDING = "pending"  # stored and answered; the handler is about to give it one of the above

@@ -85,9 +85,7 @@ class IntakeResult:
 
 @dataclass(frozen=True)
 class HeardDevice:
-    """The device row as it stands after this message marked it seen."""
+    """The device that sent an alarm, and whose it is."""
 
     id: int
     resident_id: int | None
-    mains_lost_at: dt.datetime | None
-    battery_low_at: dt.datetime | None
