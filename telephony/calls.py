@@ -13,6 +13,11 @@ is answered when a person takes it:
   answers. When the root is an operator's phone rung first (a callback) the call
   counts from the moment that phone answered, as Asterisk's CDR counts billsec.
 
+Whatever the channel technology, a phone's channel names its extension
+(`PJSIP/8001-0000001b`, `SIP/8001-00000abc`, `IAX2/8001-4097`, `Local/8001@operators-…;1`)
+and a trunk's does not (`PJSIP/trunk-cmcc-00000012`, `DAHDI/i1/13800138000-1a`,
+`DAHDI/1-1`); a queue member's name says who answered when its channel cannot.
+
 Waiting and talking times are Asterisk's own queue figures when it gives them
 (HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
 difference of the event times. The disposition of an unanswered call follows the
@@ -55,7 +60,10 @@ from telephony.ami_events import (
 STATE_UP = 6
 _PHONE = re.compile(r"\+?\d{7,15}")
 _EXTENSION = re.compile(r"\d{2,6}")
+# What a channel driver appends to the resource in a channel's name: `-0000001b` (PJSIP, SIP, Local,
+# 8 hex digits), `-4097` (IAX2, its call number).
 _CHANNEL_SUFFIX = re.compile(r"[0-9a-f]{8}")
+_IAX2_SUFFIX = re.compile(r"\d{1,5}")
 # Q.850 causes that say the network or the number failed, not a person.
 FAILURE_CAUSES = frozenset(
     {1, 2, 3, 20, 21, 22, 27, 28, 29, 34, 38, 41, 42, 44, 47, 50, 57, 58, 65, 66, 69, 79, 81, 88, 95}
@@ -96,13 +104,15 @@ def phone_like(text: str | None) -> bool:
 
 def resource_of(channel: str) -> str:
     """What a channel or interface names: `PJSIP/8001-0000001a`, `Local/8001@operators-00000001;1`,
-    `PJSIP/8001` → `8001`."""
-    _, _, rest = channel.partition("/")
+    `SIP/8001-00000abc`, `IAX2/8001-4097`, `PJSIP/8001` → `8001`. A DAHDI channel names its span or
+    port (`DAHDI/i1/13800138000-1a`, `DAHDI/1-1`), never an extension."""
+    technology, _, rest = channel.partition("/")
     if "@" in rest:
         return rest.split("@", 1)[0]
     rest = rest.split(";", 1)[0]
     head, sep, tail = rest.rpartition("-")
-    return head if sep and _CHANNEL_SUFFIX.fullmatch(tail) else rest
+    suffix = _IAX2_SUFFIX if technology == "IAX2" else _CHANNEL_SUFFIX
+    return head if sep and suffix.fullmatch(tail) else rest
 
 
 def operator_extension(channel: str) -> str | None:

@@ -29,6 +29,12 @@ from telephony.calls import (
 )
 from telephony.sim_calls import CallFactory, interleave
 from telephony.simulator import stamp
+from tests.ami_frames import (
+    NAME_01,
+    TECHNOLOGIES,
+    Technology,
+    on_technology,
+)
 from tests.ami_peer import recording
 
 RULES = CallRules(frozenset({"12349"}), frozenset({"123491"}), frozenset({"from-resident"}))
@@ -100,17 +106,57 @@ def test_each_recording_ends_as_one_call(name: str, rename: Callable[[bytes], by
         assert reader.skipped == 0
         assert tracker.calls == {}
         assert len(ended) == 1
-        call = ended[0]
-        got = (
-            call.direction.value,
-            call.disposition.value if call.disposition else None,
-            call.operator,
-            call.wait_seconds,
-            call.talk_seconds,
-            call.hangup_cause,
-            call.far_number,
-        )
-        assert got == OUTCOMES[name]
+        assert outcome(ended[0]) == OUTCOMES[name]
+
+
+def outcome(call: Call) -> tuple[object, ...]:
+    """What OUTCOMES says of a call."""
+    return (
+        call.direction.value,
+        call.disposition.value if call.disposition else None,
+        call.operator,
+        call.wait_seconds,
+        call.talk_seconds,
+        call.hangup_cause,
+        call.far_number,
+    )
+
+
+DIDS = {"01-inbound-queue-answered": "12349", "02-abandoned-in-queue": "12349"}
+DIDS["03-emergency-button-userevent"] = "123491"
+
+
+@pytest.mark.parametrize("technology", TECHNOLOGIES, ids=[t.name for t in TECHNOLOGIES])
+@pytest.mark.parametrize("name", sorted(OUTCOMES))
+def test_each_recording_with_trunks_and_phones_of_other_technologies(
+    name: str, technology: Technology
+) -> None:
+    """Each recording as it reads when the resident's line (or the number dialled out) is a trunk's
+    channel and the operators' phones are real phones, of `technology`: one channel each instead of a
+    Local pair (`on_technology`). A trunk may be named with dashes and digits (`trunk-cmcc`), IAX2
+    numbers its channels in decimal, DAHDI names a span or a port, never an extension."""
+    ended, tracker, reader = track(stream(on_technology(name, stamped(name), technology)))
+    assert reader.skipped == 0
+    assert tracker.calls == {}
+    (call,) = ended
+    assert outcome(call) == OUTCOMES[name]
+    assert call.did == DIDS.get(name)
+
+
+QUEUE_EVENTS = (b"Event: QueueCaller", b"Event: Agent")
+
+
+@pytest.mark.parametrize("technology", TECHNOLOGIES, ids=[t.name for t in TECHNOLOGIES])
+def test_a_phone_answering_without_a_queue_is_the_operator_on_any_technology(technology: Technology) -> None:
+    """Variation of 01 on `technology`, without a queue (the dialplan Dials the operator's phone):
+    only the answering phone's channel name (`IAX2/8001-4097`, `SIP/8001-0000001b`) says who it is."""
+    frames = [
+        f for f in on_technology(NAME_01, stamped(NAME_01), technology) if not f.startswith(QUEUE_EVENTS)
+    ]
+    (call,), tracker, _ = track(stream(frames))
+    assert tracker.calls == {}
+    assert (call.disposition, call.queue, call.operator) == (Disposition.ANSWERED, None, "8001")
+    assert (call.caller, call.did, call.wait_seconds, call.talk_seconds) == ("13800138000", "12349", 3, 16)
 
 
 def test_callbacks_and_care_calls_are_tied_to_their_originate() -> None:
@@ -132,8 +178,7 @@ def test_emergency_call_carries_the_button_press() -> None:
 
 def test_direct_dial_without_a_queue_is_answered_by_the_phone_that_answered() -> None:
     """Variation of 01: no queue events at all (a dialplan that Dials the operator's phone)."""
-    queue_events = (b"Event: QueueCaller", b"Event: Agent")
-    frames = [f for f in stamped("01-inbound-queue-answered") if not f.startswith(queue_events)]
+    frames = [f for f in stamped("01-inbound-queue-answered") if not f.startswith(QUEUE_EVENTS)]
     (call,), _, _ = track(stream(frames))
     assert call.disposition is Disposition.ANSWERED
     assert call.queue is None
