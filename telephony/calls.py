@@ -64,6 +64,8 @@ _EXTENSION = re.compile(r"\d{2,6}")
 # 8 hex digits), `-4097` (IAX2, its call number).
 _CHANNEL_SUFFIX = re.compile(r"[0-9a-f]{8}")
 _IAX2_SUFFIX = re.compile(r"\d{1,5}")
+# An extension that names a number (a DID, an operator's phone), not a dialplan entry point like `s`.
+_NUMBER = re.compile(r"\+?\d+")
 # Q.850 causes that say the network or the number failed, not a person.
 FAILURE_CAUSES = frozenset(
     {1, 2, 3, 20, 21, 22, 27, 28, 29, 34, 38, 41, 42, 44, 47, 50, 57, 58, 65, 66, 69, 79, 81, 88, 95}
@@ -137,6 +139,11 @@ def _side(channel: str) -> str:
 def number_in(dial_string: str) -> str | None:
     found = _PHONE.search(dial_string)
     return found.group() if found else None
+
+
+def _dialled(exten: str) -> str | None:
+    """The number a channel was called on, when its extension is one (an analog line starts at `s`)."""
+    return exten if _NUMBER.fullmatch(exten) else None
 
 
 @dataclass(frozen=True)
@@ -365,10 +372,13 @@ class CallTracker:
         inbound = self.rules.inbound(ev.exten, ev.context)
         call.direction = Direction.INBOUND if inbound else Direction.OUTBOUND
         call.root_channel = ev.channel if ev.uniqueid == ev.linkedid else ""
-        call.did = ev.exten if inbound else None
+        call.did = _dialled(ev.exten) if inbound else None
         call.emergency = inbound and ev.exten in self.rules.emergency_dids
         call.caller = ev.caller or call.caller
-        call.called = ev.exten if inbound or phone_like(ev.exten) else call.called
+        if inbound:
+            call.called = call.did
+        elif phone_like(ev.exten):
+            call.called = ev.exten
         call.ready = call.ready or phone_like(call.far_number)
 
     def _added(self, ev: ChannelAdded) -> None:
@@ -592,7 +602,7 @@ class CallTracker:
         did = None
         if inbound_at is not None:
             dids = self.rules.hotline_dids | self.rules.emergency_dids
-            did = next((s.exten for s in snapshots if s.exten in dids), inbound_at.exten)
+            did = next((s.exten for s in snapshots if s.exten in dids), _dialled(inbound_at.exten))
         call = Call(
             linkedid=snapshots[0].linkedid,
             direction=direction,

@@ -124,3 +124,11 @@ def timeline(recording: Recording) -> list[tuple[float, bytes]]:
 
 def stamped_at(timed: Iterable[tuple[float, bytes]]) -> list[bytes]:
     return [stamp(frame, at) for at, frame in timed]
+
+
+def first(frames: Iterable[bytes], event: str, *needles: bytes) -> int:
+    """Where the first `event` frame holding all of `needles` is."""
+    for index, frame in enumerate(frames):
+        if frame.startswith(f"Event: {event}\r\n".encode()) and all(n in frame for n in needles):
+            return index
+    raise LookupError(event)

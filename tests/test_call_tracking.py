@@ -33,6 +33,7 @@ from tests.ami_frames import (
     NAME_01,
     TECHNOLOGIES,
     Technology,
+    first,
     on_technology,
 )
 from tests.ami_peer import recording
@@ -375,3 +376,20 @@ def test_nothing_from_the_wire_raises(
             assert call.disposition is not None
             assert call.wait_seconds is not None
             assert call.wait_seconds >= 0
+
+
+def test_analog_line_without_a_did_leaves_the_did_unknown() -> None:
+    """Variation of 01 on an analog line (DAHDI/1-1): an FXO port has no DID, so its channel starts
+    at `s` in the port's context (from-resident, an inbound context); the caller's number comes after
+    the first ring (NewCallerid)."""
+    frames = on_technology(NAME_01, stamped(NAME_01), TECHNOLOGIES[-1])
+    created = first(frames, "Newchannel", b"Channel: DAHDI/1-1\r\n")
+    frames[created] = frames[created].replace(b"Exten: 12349\r\n", b"Exten: s\r\n")
+    (call,), _, _ = track(stream(frames))
+    assert (call.direction, call.did, call.called, call.caller) == (
+        Direction.INBOUND,
+        None,
+        None,
+        "13800138000",
+    )
+    assert (call.disposition, call.operator) == (Disposition.ANSWERED, "8001")
