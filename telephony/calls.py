@@ -20,8 +20,12 @@ and a trunk's does not (`PJSIP/trunk-cmcc-00000012`, `DAHDI/i1/13800138000-1a`,
 
 Waiting and talking times are Asterisk's own queue figures when it gives them
 (HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
-difference of the event times. The disposition of an unanswered call follows the
-far end's DialEnd status and the Q.850 hangup cause.
+difference of the event times.
+
+The disposition of an unanswered call follows the Q.850 hangup cause. An outbound
+call's is the far end's cause when it names an outcome (17 busy, 18/19 no answer,
+21 rejected, 34 and the like failed), else the Dial status: Dial has no status for
+most causes and reports them, a rejection among them, as NOANSWER.
 
 After a link outage the link asks for every live channel (CoreShowChannels) and
 `finish_resync` reconciles: a call that is gone ends, one begun during the outage
@@ -146,6 +150,17 @@ def _dialled(exten: str) -> str | None:
     return exten if _NUMBER.fullmatch(exten) else None
 
 
+def _by_cause(cause: int) -> Disposition | None:
+    """What a Q.850 cause says of an unanswered call, when it says something (16, 0: nothing)."""
+    if cause == 17:
+        return Disposition.BUSY
+    if cause in NO_ANSWER_CAUSES:
+        return Disposition.NO_ANSWER
+    if cause in FAILURE_CAUSES:
+        return Disposition.FAILED
+    return None
+
+
 @dataclass(frozen=True)
 class CallRules:
     """What one Asterisk's dialplan means: which numbers are the hotline and the emergency line."""
@@ -231,18 +246,16 @@ class Call:
             return None
         if self.answered_at is not None:
             return Disposition.ANSWERED
-        if self.direction is Direction.INBOUND and self.abandoned:
-            return Disposition.ABANDONED
-        if self.direction is Direction.OUTBOUND and self.dial_status in _DIAL_STATUS:
-            return _DIAL_STATUS[self.dial_status]
-        cause = self.hangup_cause or 0
-        if cause == 17:
-            return Disposition.BUSY
-        if cause in NO_ANSWER_CAUSES:
-            return Disposition.NO_ANSWER
-        if cause in FAILURE_CAUSES:
-            return Disposition.FAILED
-        return Disposition.ABANDONED if self.direction is Direction.INBOUND else Disposition.NO_ANSWER
+        if self.direction is Direction.INBOUND:
+            if self.abandoned:
+                return Disposition.ABANDONED
+            return _by_cause(self.hangup_cause or 0) or Disposition.ABANDONED
+        # The far end's cause first (the first channel to hang up is usually the one dialled out):
+        # Dial reports a cause it has no word for (21 rejected, ...) as NOANSWER.
+        found = _by_cause(self.first_cause) or _by_cause(self.root_cause)
+        if found is None and self.dial_status in _DIAL_STATUS:
+            found = _DIAL_STATUS[self.dial_status]
+        return found or Disposition.NO_ANSWER
 
     @property
     def wait_seconds(self) -> int | None:

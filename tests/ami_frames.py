@@ -1,5 +1,10 @@
-"""The recordings on other channel technologies: the same calls, with a trunk's and a phone's own
-channels where the recordings have Local pairs standing in for them."""
+"""Variations of the recordings that need what no recording holds: other channel technologies,
+and the events of outcomes that were not recorded.
+
+Frames are written as Asterisk 20 writes them, header for header in the order of the recorded
+frames (the channel's fields after `Privilege`, a `Dest` copy for the dialled channel, the bridge's
+fields before the channel's), noise included, and stamped as `timestampevents = yes` stamps them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from telephony.simulator import Recording, frame_headers, stamp
+from telephony.simulator import Recording, frame_headers, render, stamp
 
 # -- the recordings on other channel technologies ---------------------------------------------------
 
@@ -132,3 +137,211 @@ def first(frames: Iterable[bytes], event: str, *needles: bytes) -> int:
         if frame.startswith(f"Event: {event}\r\n".encode()) and all(n in frame for n in needles):
             return index
     raise LookupError(event)
+
+
+# -- events no recording holds, written as Asterisk 20 writes them ----------------------------------
+
+
+Fields = list[tuple[str, str]]
+
+
+STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
+
+
+CAUSE_TEXT = {
+    0: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    21: "Call Rejected",
+    34: "Circuit/channel congestion",
+}
+
+
+@dataclass
+class Channel:
+    """One channel as its snapshot reads in every event about it."""
+
+    name: str
+    uniqueid: str
+    linkedid: str
+    context: str
+    exten: str
+    state: int = 0
+    caller: str = "<unknown>"
+    connected: str = "<unknown>"
+    priority: int = 1
+
+    def fields(self, prefix: str = "") -> Fields:
+        return [
+            (f"{prefix}Channel", self.name),
+            (f"{prefix}ChannelState", str(self.state)),
+            (f"{prefix}ChannelStateDesc", STATE_DESC[self.state]),
+            (f"{prefix}CallerIDNum", self.caller),
+            (f"{prefix}CallerIDName", self.caller),
+            (f"{prefix}ConnectedLineNum", self.connected),
+            (f"{prefix}ConnectedLineName", self.connected),
+            (f"{prefix}Language", "en"),
+            (f"{prefix}AccountCode", ""),
+            (f"{prefix}Context", self.context),
+            (f"{prefix}Exten", self.exten),
+            (f"{prefix}Priority", str(self.priority)),
+            (f"{prefix}Uniqueid", self.uniqueid),
+            (f"{prefix}Linkedid", self.linkedid),
+        ]
+
+
+def bridge_fields(bridge: str, members: int, prefix: str = "Bridge") -> Fields:
+    return [
+        (f"{prefix}Uniqueid", bridge),
+        (f"{prefix}Type", "basic"),
+        (f"{prefix}Technology", "simple_bridge"),
+        (f"{prefix}Creator", "<unknown>"),
+        (f"{prefix}Name", "<unknown>"),
+        (f"{prefix}NumChannels", str(members)),
+        (f"{prefix}VideoSourceMode", "none"),
+    ]
+
+
+class Script:
+    """Events written one after another, each stamped with the script's clock (`at`)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.frames: list[bytes] = []
+
+    def after(self, seconds: float) -> Script:
+        self.at += seconds
+        return self
+
+    def event(self, name: str, *parts: Fields, privilege: str = "call,all") -> None:
+        fields: Fields = [("Event", name), ("Privilege", privilege)]
+        for part in parts:
+            fields += part
+        self.frames.append(stamp(render(fields)[:-2], self.at))
+
+    # -- a channel's life -------------------------------------------------------------------------
+
+    def newchannel(self, channel: Channel) -> None:
+        self.event("Newchannel", channel.fields())
+        self.event(
+            "VarSet",
+            channel.fields(),
+            [("Variable", "CHANNEL(language)"), ("Value", "en")],
+            privilege="dialplan,all",
+        )
+
+    def newexten(self, channel: Channel, application: str, data: str) -> None:
+        self.event(
+            "Newexten",
+            channel.fields(),
+            [("Extension", channel.exten), ("Application", application), ("AppData", data)],
+            privilege="dialplan,all",
+        )
+
+    def newstate(self, channel: Channel, state: int) -> None:
+        channel.state = state
+        self.event("Newstate", channel.fields())
+
+    def hangup(self, channel: Channel, cause: int = 16) -> None:
+        self.event("HangupRequest", channel.fields(), [("Cause", str(cause))])
+        self.event(
+            "Hangup", channel.fields(), [("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, ""))]
+        )
+
+    # -- dialling and bridging --------------------------------------------------------------------
+
+    def dial_begin(self, caller: Channel | None, dest: Channel, dial_string: str) -> None:
+        self.event(
+            "DialBegin", caller.fields() if caller else [], dest.fields("Dest"), [("DialString", dial_string)]
+        )
+
+    def dial_end(self, caller: Channel | None, dest: Channel, status: str) -> None:
+        self.event(
+            "DialEnd", caller.fields() if caller else [], dest.fields("Dest"), [("DialStatus", status)]
+        )
+
+    def bridge_enter(self, bridge: str, members: int, channel: Channel, swap: Channel | None = None) -> None:
+        swapped = [("SwapUniqueid", swap.uniqueid)] if swap else []
+        self.event("BridgeEnter", bridge_fields(bridge, members), channel.fields(), swapped)
+
+    def bridge_leave(self, bridge: str, members: int, channel: Channel) -> None:
+        self.event("BridgeLeave", bridge_fields(bridge, members), channel.fields())
+
+    def bridge(self, bridge: str, *channels: Channel) -> None:
+        """A bridge made for `channels`, which enter it in that order."""
+        self.event("BridgeCreate", bridge_fields(bridge, 0))
+        for count, channel in enumerate(channels, start=1):
+            self.bridge_enter(bridge, count, channel)
+
+    # -- the queue ---------------------------------------------------------------------------------
+
+    def queue_leave(self, caller: Channel, queue: str = "hotline") -> None:
+        self.event(
+            "QueueCallerLeave",
+            caller.fields(),
+            [("Queue", queue), ("Position", "1"), ("Count", "0")],
+            privilege="agent,all",
+        )
+
+    def originate_failed(self, action_id: str, channel: str, context: str, exten: str, reason: int) -> None:
+        """A failed Originate's OriginateResponse, laid out as recording 05's: no Uniqueid to give."""
+        self.event(
+            "OriginateResponse",
+            [
+                ("ActionID", action_id),
+                ("Response", "Failure"),
+                ("Channel", channel),
+                ("Context", context),
+                ("Exten", exten),
+                ("Reason", str(reason)),
+                ("Uniqueid", "<unknown>"),
+                ("CallerIDNum", "12349"),
+                ("CallerIDName", "12349"),
+            ],
+        )
+
+    def agent_complete(
+        self, caller: Channel, member: Channel, interface: str, name: str, hold: int, talk: int, reason: str
+    ) -> None:
+        self.event(
+            "AgentComplete",
+            caller.fields(),
+            member.fields("Dest"),
+            [
+                ("Queue", "hotline"),
+                ("Interface", interface),
+                ("MemberName", name),
+                ("HoldTime", str(hold)),
+                ("TalkTime", str(talk)),
+                ("Reason", reason),
+            ],
+            privilege="agent,all",
+        )
+
+
+def last_seen(frames: Iterable[bytes], name: str) -> Channel:
+    """The channel named `name` as the last frame about it (or dialling it) saw it."""
+    found: Channel | None = None
+    for frame in frames:
+        headers = frame_headers(frame)
+        for prefix in ("", "Dest"):
+            if headers.get(f"{prefix}Channel") == name and f"{prefix}Uniqueid" in headers:
+                found = channel_of(headers, prefix)
+    if found is None:
+        raise LookupError(name)
+    return found
+
+
+def channel_of(headers: dict[str, str], prefix: str = "") -> Channel:
+    """The channel an event is about (or its `Dest`), as the event saw it."""
+    return Channel(
+        name=headers[f"{prefix}Channel"],
+        uniqueid=headers[f"{prefix}Uniqueid"],
+        linkedid=headers[f"{prefix}Linkedid"],
+        context=headers[f"{prefix}Context"],
+        exten=headers[f"{prefix}Exten"],
+        state=int(headers[f"{prefix}ChannelState"]),
+        caller=headers[f"{prefix}CallerIDNum"],
+        connected=headers[f"{prefix}ConnectedLineNum"],
+        priority=int(headers[f"{prefix}Priority"]),
+    )

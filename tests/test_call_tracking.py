@@ -28,13 +28,18 @@ from telephony.calls import (
     resource_of,
 )
 from telephony.sim_calls import CallFactory, interleave
-from telephony.simulator import stamp
+from telephony.simulator import frame_headers, stamp
 from tests.ami_frames import (
     NAME_01,
+    PJSIP,
     TECHNOLOGIES,
+    Script,
     Technology,
     first,
+    last_seen,
     on_technology,
+    stamped_at,
+    timeline,
 )
 from tests.ami_peer import recording
 
@@ -393,3 +398,50 @@ def test_analog_line_without_a_did_leaves_the_did_unknown() -> None:
         "13800138000",
     )
     assert (call.disposition, call.operator) == (Disposition.ANSWERED, "8001")
+
+
+# -- outcomes no recording holds ------------------------------------------------------------------------
+
+
+ON_TRUNKS = [None, PJSIP]
+
+
+ON_TRUNKS_IDS = ["local", "pjsip"]
+
+
+def on(technology: Technology | None, name: str, frames: list[bytes]) -> list[bytes]:
+    return frames if technology is None else on_technology(name, frames, technology)
+
+
+OUT_05, FAR_05 = "Local/13700137000@outbound-00000009", "Local/13700137000@pstn-0000000a"
+
+
+@pytest.mark.parametrize("technology", ON_TRUNKS, ids=ON_TRUNKS_IDS)
+def test_care_call_the_network_rejects_is_failed(technology: Technology | None) -> None:
+    """Variation of 05 as the sample dialplan (telephony/asterisk/extensions.conf: Dial, then
+    Hangup) writes it: the far end declines (SIP 603, Q.850 cause 21, "call rejected"). Dial has no
+    status for that cause and reports NOANSWER, as does the Originate's own dial; Asterisk saw no
+    busy or congestion signal, so the OriginateResponse's Reason is 0."""
+    frames = stamped_at(timeline(recording("05-originate-failed-busy")))
+    frames = frames[: first(frames, "DialBegin", FAR_05.encode()) + 1]
+    out, out_twin = last_seen(frames, OUT_05 + ";1"), last_seen(frames, OUT_05 + ";2")
+    far, far_twin = last_seen(frames, FAR_05 + ";1"), last_seen(frames, FAR_05 + ";2")
+    s = Script(float(frame_headers(frames[-1])["Timestamp"]) + 0.001)
+    s.newexten(far_twin, "Hangup", "21")
+    s.hangup(far_twin, 21)
+    s.hangup(far, 21)
+    s.dial_end(out_twin, far, "NOANSWER")
+    out_twin.priority += 1
+    s.newexten(out_twin, "Hangup", "")
+    s.hangup(out_twin, 21)
+    s.dial_end(None, out, "NOANSWER")
+    s.originate_failed("carecall-0005", "Local/13700137000@outbound", "care-ivr", "s", 0)
+    s.hangup(out, 21)
+    (call,), tracker, _ = track(stream(on(technology, "05-originate-failed-busy", frames + s.frames)))
+    assert tracker.calls == {}
+    assert (call.direction, call.disposition, call.hangup_cause) == (
+        Direction.OUTBOUND,
+        Disposition.FAILED,
+        21,
+    )
+    assert (call.called, call.attempt) == ("13700137000", "carecall-0005")
