@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.events import DomainEvent
 from telephony.alarms.kinds import AlarmKind, AlarmSource, Outcome, Qualifier
 
 
@@ -70,7 +69,6 @@ class IntakeResult:
     duplicate: bool
     device_id: int | None
     alarms: tuple[AlarmResult, ...]
-    events: tuple[DomainEvent, ...] = field(default=(), repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
