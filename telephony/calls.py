@@ -322,13 +322,22 @@ class CallTracker:
             if call.linkedid not in self.calls and call.linkedid not in self._ended:
                 self.calls[call.linkedid] = call
 
-    def link_attempt(self, action_id: str, *, uniqueid: str | None, channel: str) -> Call | None:
+    def link_attempt(
+        self, action_id: str, *, uniqueid: str | None, channel: str, success: bool = True
+    ) -> Call | None:
         """Tie a call to the Originate that placed it: by the Uniqueid Asterisk reported, else by the
-        channel it dialled (`Local/137…@outbound` is the start of `Local/137…@outbound-00000009;1`)."""
+        channel it dialled (`Local/137…@outbound` is the start of `Local/137…@outbound-00000009;1`),
+        the newest such call first. A failed Originate names no Uniqueid, and may have made no
+        channel at all (Reason 0): the call found by name must have failed already (a Dial that did
+        not answer, a channel gone), or it is another's on the same phone or number, still ringing."""
         call = self.calls.get(uniqueid) if uniqueid else None
         if call is None and channel:
-            for candidate in self.calls.values():
-                if candidate.attempt is None and candidate.root_channel.startswith(channel + "-"):
+            for candidate in reversed(self.calls.values()):
+                if (
+                    candidate.attempt is None
+                    and candidate.root_channel.startswith(channel + "-")
+                    and (success or candidate.dial_status is not None or bool(candidate.gone))
+                ):
                     call = candidate
                     break
         if call is not None and call.attempt is None:

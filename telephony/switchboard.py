@@ -145,7 +145,10 @@ class AsteriskServer:
         for message in messages:
             if isinstance(message, OriginateResult):
                 call = self.tracker.link_attempt(
-                    message.action_id, uniqueid=message.uniqueid, channel=message.channel
+                    message.action_id,
+                    uniqueid=message.uniqueid,
+                    channel=message.channel,
+                    success=message.success,
                 )
                 self.recorder.note(
                     OriginateEnded(

@@ -55,7 +55,12 @@ def track(
     for start in range(0, len(data), chunk):
         for message in reader.feed(data[start : start + chunk], received):
             if isinstance(message, OriginateResult):
-                tracker.link_attempt(message.action_id, uniqueid=message.uniqueid, channel=message.channel)
+                tracker.link_attempt(
+                    message.action_id,
+                    uniqueid=message.uniqueid,
+                    channel=message.channel,
+                    success=message.success,
+                )
             elif isinstance(message, CallEvent):
                 tracker.apply(message)
         for call in tracker.take_changed():
@@ -445,3 +450,20 @@ def test_care_call_the_network_rejects_is_failed(technology: Technology | None) 
         21,
     )
     assert (call.called, call.attempt) == ("13700137000", "carecall-0005")
+
+
+@pytest.mark.parametrize("technology", ON_TRUNKS, ids=ON_TRUNKS_IDS)
+def test_callback_that_could_not_be_placed_is_tied_to_no_call(technology: Technology | None) -> None:
+    """Variation of 04: while 8001's phone rings for callback-0004, a second callback through 8001
+    (callback-0009) fails at once: Asterisk could not make its channel (Reason 0), so there is no
+    Newchannel and no Hangup for it, only the OriginateResponse naming the channel it asked for."""
+    name = "04-outbound-callback-answered"
+    frames = stamped_at(timeline(recording(name)))
+    ringing = first(frames, "Newstate", b"ChannelState: 5", b"Local/8001@operators-00000007;1") + 1
+    s = Script(float(frame_headers(frames[ringing - 1])["Timestamp"]) + 1)
+    s.originate_failed("callback-0009", "Local/8001@operators", "outbound", "13900139000", 0)
+    frames[ringing:ringing] = s.frames
+    (call,), tracker, _ = track(stream(on(technology, name, frames)))
+    assert tracker.calls == {}
+    assert call.attempt == "callback-0004"
+    assert (call.disposition, call.operator, call.called) == (Disposition.ANSWERED, "8001", "13800138000")
