@@ -46,6 +46,7 @@ from telephony.ami_events import (
     OriginateResult,
     QueueAbandoned,
     QueueJoined,
+    QueueLeft,
     QueueMemberListed,
     Response,
     UserEventReceived,
@@ -160,6 +161,10 @@ def _queuejoin(h: Headers, at: float) -> QueueJoined:
 
 def _queueabandon(h: Headers, at: float) -> QueueAbandoned:
     return QueueAbandoned(_at(h, at), h["Linkedid"], h.get("Queue", ""), _optional_int(h.get("HoldTime")))
+
+
+def _queueleave(h: Headers, at: float) -> QueueLeft:
+    return QueueLeft(_at(h, at), h["Linkedid"], h.get("Queue", ""))
 
 
 def _agentconnect(h: Headers, at: float) -> AgentConnected:
@@ -299,6 +304,7 @@ DECODERS: dict[bytes, Decoder] = {
     b"BridgeEnter": _bridgeenter,
     b"QueueCallerJoin": _queuejoin,
     b"QueueCallerAbandon": _queueabandon,
+    b"QueueCallerLeave": _queueleave,
     b"AgentConnect": _agentconnect,
     b"AgentComplete": _agentcomplete,
     b"Hangup": _hangup,
@@ -403,6 +409,7 @@ _DIALBEGIN = _layout(
 _DIALEND = _layout("DialEnd", "Uniqueid", "Linkedid", "DestChannel", "DestUniqueid", "DialStatus")
 _QUEUEJOIN = _layout("QueueCallerJoin", "Linkedid", "Queue")
 _QUEUEABANDON = _layout("QueueCallerAbandon", "Linkedid", "Queue", "HoldTime")
+_QUEUELEAVE = _layout("QueueCallerLeave", "Linkedid", "Queue")
 _AGENTCONNECT = _layout("AgentConnect", "Linkedid", "Queue", "Interface", "MemberName", "HoldTime")
 _AGENTCOMPLETE = _layout("AgentComplete", "Linkedid", "HoldTime", "TalkTime")
 
@@ -473,6 +480,11 @@ def _fast_queueabandon(text: str, received: float) -> AmiMessage | None:
     return QueueAbandoned(_stamp(at, text, received), linkedid, queue, _optional_int(hold))
 
 
+def _fast_queueleave(text: str, received: float) -> AmiMessage | None:
+    at, linkedid, queue = _groups(_QUEUELEAVE, text)
+    return QueueLeft(_stamp(at, text, received), linkedid, queue)
+
+
 def _fast_agentconnect(text: str, received: float) -> AmiMessage | None:
     at, linkedid, queue, interface, member, hold = _groups(_AGENTCONNECT, text)
     return AgentConnected(_stamp(at, text, received), linkedid, queue, interface, member, _optional_int(hold))
@@ -497,6 +509,7 @@ FAST: dict[bytes | None, FastDecoder] = {
     b"DialEnd": _fast_dialend,
     b"QueueCallerJoin": _fast_queuejoin,
     b"QueueCallerAbandon": _fast_queueabandon,
+    b"QueueCallerLeave": _fast_queueleave,
     b"AgentConnect": _fast_agentconnect,
     b"AgentComplete": _fast_agentcomplete,
 }

@@ -112,6 +112,15 @@ class QueueAbandoned(NamedTuple):
     hold_seconds: int | None
 
 
+class QueueLeft(NamedTuple):
+    """QueueCallerLeave: the caller is out of the queue, whether a member took the call, the caller
+    hung up (after QueueCallerAbandon) or the queue let go of it (its timeout, no member to ring)."""
+
+    at: float
+    linkedid: str
+    queue: str
+
+
 class AgentConnected(NamedTuple):
     """AgentConnect: a queue member took the call."""
 
@@ -222,6 +231,7 @@ ChannelEvent = (
     | BridgeJoined
     | QueueJoined
     | QueueAbandoned
+    | QueueLeft
     | AgentConnected
     | AgentCompleted
     | ChannelHungUp

@@ -22,10 +22,18 @@ Waiting and talking times are Asterisk's own queue figures when it gives them
 (HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
 difference of the event times.
 
-The disposition of an unanswered call follows the Q.850 hangup cause. An outbound
-call's is the far end's cause when it names an outcome (17 busy, 18/19 no answer,
-21 rejected, 34 and the like failed), else the Dial status: Dial has no status for
-most causes and reports them, a rejection among them, as NOANSWER.
+The disposition of an unanswered call:
+
+- inbound: abandoned when the caller hung up waiting in the queue (QueueCallerAbandon)
+  or before reaching it (in a greeting, an IVR); no_answer when the queue let go of the
+  caller unanswered without their hanging up (QueueCallerLeave with no abandon: the
+  queue's timeout, no member left to ring), whether the dialplan then hangs up or plays
+  on. That call was the hotline not answering, not a caller giving up, and the figures
+  that count abandoned calls must not put it on the caller. Busy or failed when the
+  Q.850 cause says so.
+- outbound: the far end's Q.850 cause when it names an outcome (17 busy, 18/19 no
+  answer, 21 rejected, 34 and the like failed), else the Dial status: Dial has no
+  status for most causes and reports them, a rejection among them, as NOANSWER.
 
 After a link outage the link asks for every live channel (CoreShowChannels) and
 `finish_resync` reconciles: a call that is gone ends, one begun during the outage
@@ -58,6 +66,7 @@ from telephony.ami_events import (
     DialStarted,
     QueueAbandoned,
     QueueJoined,
+    QueueLeft,
     UserEventReceived,
 )
 
@@ -206,6 +215,8 @@ class Call:
     cause_known: bool = True
     dial_status: str | None = None
     abandoned: bool = False
+    # the queue let go of the caller unanswered (its timeout, no member left to ring)
+    queue_let_go: bool = False
     # enough is known to identify the far end and say the call is ringing
     ready: bool = False
     resynced: bool = False
@@ -249,6 +260,8 @@ class Call:
         if self.direction is Direction.INBOUND:
             if self.abandoned:
                 return Disposition.ABANDONED
+            if self.queue_let_go:
+                return Disposition.NO_ANSWER
             return _by_cause(self.hangup_cause or 0) or Disposition.ABANDONED
         # The far end's cause first (the first channel to hang up is usually the one dialled out):
         # Dial reports a cause it has no word for (21 rejected, ...) as NOANSWER.
@@ -299,6 +312,7 @@ class CallTracker:
             BridgeJoined: self._bridged,
             QueueJoined: self._queue_joined,
             QueueAbandoned: self._queue_abandoned,
+            QueueLeft: self._queue_left,
             AgentConnected: self._agent_connected,
             AgentCompleted: self._agent_completed,
             ChannelHungUp: self._hung_up,
@@ -508,6 +522,15 @@ class CallTracker:
         call.hold_seconds = ev.hold_seconds
         call.abandoned = True
         self._touch(call)
+
+    def _queue_left(self, ev: QueueLeft) -> None:
+        call = self._known(ev, ev.linkedid)
+        if call is None:
+            return
+        # Also sent when a member took the call or the caller hung up: those say so themselves
+        # (AgentConnect, DialEnd, QueueCallerAbandon) and come first in the disposition. Nothing
+        # to write until the call ends.
+        call.queue_let_go = True
 
     def _agent_connected(self, ev: AgentConnected) -> None:
         call = self._known(ev, ev.linkedid)

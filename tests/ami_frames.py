@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from telephony.simulator import Recording, frame_headers, render, stamp
+from tests.ami_peer import recording
 
 # -- the recordings on other channel technologies ---------------------------------------------------
 
@@ -345,3 +346,40 @@ def channel_of(headers: dict[str, str], prefix: str = "") -> Channel:
         connected=headers[f"{prefix}ConnectedLineNum"],
         priority=int(headers[f"{prefix}Priority"]),
     )
+
+
+# -- variations: outcomes no recording holds --------------------------------------------------------
+
+
+CALLER_02, TWIN_02 = "Local/12349@from-resident-00000002;1", "Local/12349@from-resident-00000002;2"
+
+
+def on_pjsip(name: str) -> list[bytes]:
+    return on_technology(name, stamped_at(timeline(recording(name))), PJSIP)
+
+
+def queue_times_out(goes_on: float) -> list[bytes]:
+    """Recording 02 up to the moment its caller hung up (15.5 s); from there, what Asterisk writes when
+    the queue's timeout ends the wait instead: 8002's ringing phone let go, QueueCallerLeave and no
+    QueueCallerAbandon, then the dialplan after Queue() hangs up (after a `goes_on`-second
+    announcement), and the caller's line with it."""
+    timed = timeline(recording(NAME_02))
+    gave_up = next(at for at, f in timed if f.startswith(b"Event: QueueCallerAbandon"))
+    frames = stamped_at([(at, f) for at, f in timed if at < gave_up - 0.01])
+    caller, twin = last_seen(frames, CALLER_02), last_seen(frames, TWIN_02)
+    ringing = last_seen(frames, "Local/8002@operators-00000004;1")
+    ringing_twin = last_seen(frames, "Local/8002@operators-00000004;2")
+    s = Script(gave_up)
+    s.dial_end(twin, ringing, "CANCEL")
+    s.hangup(ringing, 0)
+    s.hangup(ringing_twin, 0)
+    s.queue_leave(twin)
+    twin.priority += 1
+    if goes_on:
+        s.newexten(twin, "Playback", "careline/all-operators-busy")
+        s.after(goes_on)
+        twin.priority += 1
+    s.newexten(twin, "Hangup", "")
+    s.hangup(twin)
+    s.hangup(caller)
+    return frames + s.frames

@@ -17,8 +17,9 @@ import pytest
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.runtime import Runtime
-from telephony.simulator import AmiPeer, replay
+from telephony.simulator import AmiPeer, Send, replay
 from tests import factories
+from tests.ami_frames import queue_times_out
 from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
 
 MOBILE = "+8613800138000"
@@ -224,3 +225,16 @@ async def test_two_servers_at_once_keep_their_calls_apart(runtime: Runtime) -> N
         ("pbx-b", "1795393745.0", "answered"),
         ("pbx-b", "1795393768.4", "abandoned"),
     ]
+
+
+async def test_queue_that_times_out_is_written_as_not_answered(runtime: Runtime, peer: AmiPeer) -> None:
+    """Variation of 02 (`queue_times_out`): the queue's timeout lets go of the caller, who had not
+    given up, and the dialplan hangs up."""
+    peer.send(Send(tuple(f for f in queue_times_out(0.0) if f.startswith(b"Event: "))))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime()) as server:
+        await up(server)
+        await drained(peer, server)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+    assert (call["disposition"], call["queue"], call["answered_at"]) == ("no_answer", "hotline", None)
+    assert (call["caller_number"], call["wait_seconds"], call["hangup_cause"]) == (LANDLINE, 15, 16)

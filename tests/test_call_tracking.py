@@ -30,14 +30,18 @@ from telephony.calls import (
 from telephony.sim_calls import CallFactory, interleave
 from telephony.simulator import frame_headers, stamp
 from tests.ami_frames import (
+    CALLER_02,
     NAME_01,
+    NAME_02,
     PJSIP,
     TECHNOLOGIES,
+    TWIN_02,
     Script,
     Technology,
     first,
     last_seen,
     on_technology,
+    queue_times_out,
     stamped_at,
     timeline,
 )
@@ -467,3 +471,39 @@ def test_callback_that_could_not_be_placed_is_tied_to_no_call(technology: Techno
     assert tracker.calls == {}
     assert call.attempt == "callback-0004"
     assert (call.disposition, call.operator, call.called) == (Disposition.ANSWERED, "8001", "13800138000")
+
+
+@pytest.mark.parametrize("technology", ON_TRUNKS, ids=ON_TRUNKS_IDS)
+@pytest.mark.parametrize(("goes_on", "wait"), [(0.0, 15), (5.0, 20)])
+def test_queue_that_times_out_is_no_answer_not_abandoned(
+    goes_on: float, wait: int, technology: Technology | None
+) -> None:
+    """Variation of 02 (`queue_times_out`): nobody answers, and the queue's timeout lets go of the
+    caller, who had not given up; the dialplan hangs up at once, or after an announcement."""
+    (call,), tracker, _ = track(stream(on(technology, NAME_02, queue_times_out(goes_on))))
+    assert tracker.calls == {}
+    assert (call.direction, call.disposition, call.queue, call.operator) == (
+        Direction.INBOUND,
+        Disposition.NO_ANSWER,
+        "hotline",
+        None,
+    )
+    assert (call.caller, call.did, call.wait_seconds, call.hangup_cause) == ("04716912345", "12349", wait, 16)
+
+
+@pytest.mark.parametrize("technology", ON_TRUNKS, ids=ON_TRUNKS_IDS)
+def test_caller_who_hangs_up_before_reaching_the_queue_abandoned(technology: Technology | None) -> None:
+    """Variation of 02: the dialplan plays a welcome announcement before Queue(), and the caller
+    hangs up 4 s into it: no queue event at all."""
+    frames = stamped_at(timeline(recording(NAME_02)))
+    frames = frames[: first(frames, "Newexten", b"Application: Queue\r\n")]
+    caller, twin = last_seen(frames, CALLER_02), last_seen(frames, TWIN_02)
+    s = Script(float(frame_headers(frames[-1])["Timestamp"]))
+    s.newexten(twin, "Playback", "careline/welcome")
+    s.after(4)
+    s.hangup(caller)
+    s.hangup(twin)
+    (call,), tracker, _ = track(stream(on(technology, NAME_02, frames + s.frames)))
+    assert tracker.calls == {}
+    assert (call.disposition, call.queue, call.answered_at) == (Disposition.ABANDONED, None, None)
+    assert (call.caller, call.did, call.wait_seconds, call.hangup_cause) == ("04716912345", "12349", 4, 16)
