@@ -180,7 +180,11 @@ def _agentconnect(h: Headers, at: float) -> AgentConnected:
 
 def _agentcomplete(h: Headers, at: float) -> AgentCompleted:
     return AgentCompleted(
-        _at(h, at), h["Linkedid"], _optional_int(h.get("HoldTime")), _optional_int(h.get("TalkTime"))
+        _at(h, at),
+        h["Linkedid"],
+        _optional_int(h.get("HoldTime")),
+        _optional_int(h.get("TalkTime")),
+        h.get("Reason") == "transfer",
     )
 
 
@@ -411,7 +415,7 @@ _QUEUEJOIN = _layout("QueueCallerJoin", "Linkedid", "Queue")
 _QUEUEABANDON = _layout("QueueCallerAbandon", "Linkedid", "Queue", "HoldTime")
 _QUEUELEAVE = _layout("QueueCallerLeave", "Linkedid", "Queue")
 _AGENTCONNECT = _layout("AgentConnect", "Linkedid", "Queue", "Interface", "MemberName", "HoldTime")
-_AGENTCOMPLETE = _layout("AgentComplete", "Linkedid", "HoldTime", "TalkTime")
+_AGENTCOMPLETE = _layout("AgentComplete", "Linkedid", "HoldTime", "TalkTime", "Reason")
 
 
 def _groups(layout: re.Pattern[str], text: str) -> tuple[str, ...]:
@@ -491,8 +495,10 @@ def _fast_agentconnect(text: str, received: float) -> AmiMessage | None:
 
 
 def _fast_agentcomplete(text: str, received: float) -> AmiMessage | None:
-    at, linkedid, hold, talk = _groups(_AGENTCOMPLETE, text)
-    return AgentCompleted(_stamp(at, text, received), linkedid, _optional_int(hold), _optional_int(talk))
+    at, linkedid, hold, talk, reason = _groups(_AGENTCOMPLETE, text)
+    return AgentCompleted(
+        _stamp(at, text, received), linkedid, _optional_int(hold), _optional_int(talk), reason == "transfer"
+    )
 
 
 # The call events of every call, read straight from Asterisk's layout: one match a frame instead of

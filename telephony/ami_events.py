@@ -133,12 +133,14 @@ class AgentConnected(NamedTuple):
 
 
 class AgentCompleted(NamedTuple):
-    """AgentComplete: the member's conversation ended; Asterisk's talk time in seconds."""
+    """AgentComplete: the member's conversation ended; Asterisk's talk time in seconds.
+    `transferred` (Reason: transfer): the member handed the caller on, and the call goes on."""
 
     at: float
     linkedid: str
     hold_seconds: int | None
     talk_seconds: int | None
+    transferred: bool = False
 
 
 class ChannelHungUp(NamedTuple):

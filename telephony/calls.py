@@ -20,7 +20,10 @@ and a trunk's does not (`PJSIP/trunk-cmcc-00000012`, `DAHDI/i1/13800138000-1a`,
 
 Waiting and talking times are Asterisk's own queue figures when it gives them
 (HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
-difference of the event times.
+difference of the event times. A transfer keeps the call one call, answered by the
+operator who answered it: a blind transfer sends the caller's channel on in the
+dialplan under the same Linkedid. The talk then runs to the end of the call:
+AgentComplete's TalkTime (Reason transfer) is the first operator's share.
 
 The disposition of an unanswered call:
 
@@ -217,6 +220,10 @@ class Call:
     abandoned: bool = False
     # the queue let go of the caller unanswered (its timeout, no member left to ring)
     queue_let_go: bool = False
+    # a queue member took it (AgentConnect): Asterisk's hold time and member are the answer's
+    agent_connected: bool = False
+    # the operator who answered handed the caller on: the call goes on past their AgentComplete
+    transferred: bool = False
     # enough is known to identify the far end and say the call is ringing
     ready: bool = False
     resynced: bool = False
@@ -536,22 +543,31 @@ class CallTracker:
         call = self._known(ev, ev.linkedid)
         if call is None:
             return
-        call.queue = ev.queue or call.queue
-        call.hold_seconds = ev.hold_seconds
         operator = _member_extension(ev.interface, ev.member)
         self._answer(call, ev.at, operator)
-        if operator is not None:
-            # the queue says who took it; a Dial seen first may have named a Local channel's end
-            call.operator = operator
+        if not (call.agent_connected or call.transferred):
+            # The queue's first answer: its hold time is the wait, and it says who took the call (a
+            # Dial seen first may have named a Local channel's end). A member reached after a transfer
+            # back into a queue answers no more than the transfer did.
+            call.agent_connected = True
+            call.queue = ev.queue or call.queue
+            call.hold_seconds = ev.hold_seconds
+            if operator is not None:
+                call.operator = operator
         self._touch(call)
 
     def _agent_completed(self, ev: AgentCompleted) -> None:
         call = self._known(ev, ev.linkedid)
         if call is None:
             return
-        call.agent_talk_seconds = ev.talk_seconds
-        if ev.hold_seconds is not None:
-            call.hold_seconds = ev.hold_seconds
+        if not call.transferred:
+            if ev.transferred:
+                # the member handed the caller on: their TalkTime ends where the call does not
+                call.transferred = True
+            else:
+                call.agent_talk_seconds = ev.talk_seconds
+            if ev.hold_seconds is not None:
+                call.hold_seconds = ev.hold_seconds
         self._touch(call)
 
     def _hung_up(self, ev: ChannelHungUp) -> None:

@@ -383,3 +383,14 @@ def queue_times_out(goes_on: float) -> list[bytes]:
     s.hangup(twin)
     s.hangup(caller)
     return frames + s.frames
+
+
+def talking_on_pjsip() -> tuple[list[bytes], Channel, Channel, str, float]:
+    """Recording 01 on PJSIP up to the moment the resident and Wang Fang (8001) are bridged: the
+    frames, the resident's channel, 8001's, their bridge and the time."""
+    frames = on_pjsip(NAME_01)
+    frames = frames[: max(i for i, f in enumerate(frames) if f.startswith(b"Event: BridgeEnter")) + 1]
+    bridged = frame_headers(frames[-1])
+    caller = last_seen(frames, "PJSIP/trunk-0000001a")
+    operator = last_seen(frames, "PJSIP/8001-0000001b")
+    return frames, caller, operator, bridged["BridgeUniqueid"], float(bridged["Timestamp"])

@@ -36,13 +36,16 @@ from tests.ami_frames import (
     PJSIP,
     TECHNOLOGIES,
     TWIN_02,
+    Channel,
     Script,
     Technology,
+    bridge_fields,
     first,
     last_seen,
     on_technology,
     queue_times_out,
     stamped_at,
+    talking_on_pjsip,
     timeline,
 )
 from tests.ami_peer import recording
@@ -507,3 +510,86 @@ def test_caller_who_hangs_up_before_reaching_the_queue_abandoned(technology: Tec
     assert tracker.calls == {}
     assert (call.disposition, call.queue, call.answered_at) == (Disposition.ABANDONED, None, None)
     assert (call.caller, call.did, call.wait_seconds, call.hangup_cause) == ("04716912345", "12349", 4, 16)
+
+
+# -- transfers ---------------------------------------------------------------------------------------------
+
+
+def blind_transfer(into_queue: bool) -> list[bytes]:
+    """Recording 01 on PJSIP, then: after 6 s of talk Wang Fang (8001) blind-transfers the resident
+    (REFER): the resident's channel leaves the queue's bridge for the dialplan (AgentComplete, Reason
+    transfer; BlindTransfer) and 8001's channel hangs up. The dialplan Dials PJSIP/8002, or puts the
+    resident back in the hotline queue (`into_queue`), which rings 8002 (Li Wei); 8002 answers after
+    4 s, they talk 14 s, and the resident hangs up."""
+    frames, caller, operator, bridge, at = talking_on_pjsip()
+    s = Script(at).after(6)
+    s.bridge_leave(bridge, 1, caller)
+    s.agent_complete(caller, operator, "PJSIP/8001", "Wang Fang 8001", hold=3, talk=6, reason="transfer")
+    extension, context = ("12349", "from-resident") if into_queue else ("8002", "operators")
+    s.event(
+        "BlindTransfer",
+        [("Result", "Success")],
+        operator.fields("Transferer"),
+        caller.fields("Transferee"),
+        bridge_fields(bridge, 1),
+        [("IsExternal", "Yes"), ("Context", context), ("Extension", extension)],
+    )
+    s.bridge_leave(bridge, 0, operator)
+    s.event("BridgeDestroy", bridge_fields(bridge, 0))
+    s.hangup(operator)
+    caller.context, caller.exten, caller.priority = context, extension, 1
+    colleague = Channel(
+        "PJSIP/8002-0000001c", "1795393755.4", caller.linkedid, "operators", "s", 0, "8002", "13800138000"
+    )
+    member = [("Queue", "hotline"), ("Interface", "PJSIP/8002"), ("MemberName", "Li Wei 8002")]
+    if into_queue:
+        s.newexten(caller, "Queue", "hotline,r,,,180")
+        s.event(
+            "QueueCallerJoin",
+            caller.fields(),
+            [("Queue", "hotline"), ("Position", "1"), ("Count", "1")],
+            privilege="agent,all",
+        )
+        s.newchannel(colleague)
+        s.event("AgentCalled", caller.fields(), colleague.fields("Dest"), member, privilege="agent,all")
+    else:
+        s.newexten(caller, "Dial", "PJSIP/8002,30")
+        s.newchannel(colleague)
+    s.dial_begin(caller, colleague, "PJSIP/8002")
+    s.newstate(colleague, 5)
+    s.after(4)
+    s.newstate(colleague, 6)
+    s.dial_end(caller, colleague, "ANSWER")
+    if into_queue:
+        s.queue_leave(caller)
+        answered = [("HoldTime", "4"), ("RingTime", "4")]
+        s.event(
+            "AgentConnect", caller.fields(), colleague.fields("Dest"), member, answered, privilege="agent,all"
+        )
+    second_bridge = "e2c7d8a1-5b8e-4c3f-9a51-7d2b0c6e4f10"
+    s.bridge(second_bridge, colleague, caller)
+    s.after(14)
+    if into_queue:
+        s.agent_complete(caller, colleague, "PJSIP/8002", "Li Wei 8002", hold=4, talk=14, reason="caller")
+    s.hangup(caller)
+    s.bridge_leave(second_bridge, 1, colleague)
+    s.hangup(colleague)
+    return frames + s.frames
+
+
+@pytest.mark.parametrize("into_queue", [False, True], ids=["to-a-phone", "back-into-the-queue"])
+def test_blind_transfer_keeps_one_call_and_the_operator_who_answered(into_queue: bool) -> None:
+    """Variation of 01 on PJSIP (`blind_transfer`): 8001 hands the resident to 8002 directly or
+    through the queue again; the second member's AgentConnect and AgentComplete describe 8002's
+    share, not the call's answer."""
+    (call,), tracker, _ = track(stream(blind_transfer(into_queue)))
+    assert tracker.calls == {}
+    assert (call.disposition, call.operator, call.queue, call.wait_seconds) == (
+        Disposition.ANSWERED,
+        "8001",
+        "hotline",
+        3,
+    )
+    # the whole conversation, 8001's 6 s and 8002's, not AgentComplete's TalkTime (8001's alone)
+    assert call.talk_seconds == 24
+    assert call.hangup_cause == 16
