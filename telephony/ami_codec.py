@@ -35,6 +35,7 @@ from telephony.ami_events import (
     AmiMessage,
     BridgeJoined,
     CallerIdChanged,
+    CallsJoined,
     ChannelAdded,
     ChannelCreated,
     ChannelHungUp,
@@ -188,6 +189,17 @@ def _agentcomplete(h: Headers, at: float) -> AgentCompleted:
     )
 
 
+def _attendedtransfer(h: Headers, at: float) -> CallsJoined:
+    # The transferee and the target are named when they were in bridges (the usual case); the
+    # transferers' own linkedids, always there, are the same two calls otherwise.
+    return CallsJoined(
+        _at(h, at),
+        h.get("Result") == "Success",
+        h.get("TransfereeLinkedid") or h["OrigTransfererLinkedid"],
+        h.get("TransferTargetLinkedid") or h["SecondTransfererLinkedid"],
+    )
+
+
 def _hangup(h: Headers, at: float) -> ChannelHungUp:
     return ChannelHungUp(_at(h, at), h["Linkedid"], h["Uniqueid"], _optional_int(h.get("Cause")) or 0)
 
@@ -311,6 +323,7 @@ DECODERS: dict[bytes, Decoder] = {
     b"QueueCallerLeave": _queueleave,
     b"AgentConnect": _agentconnect,
     b"AgentComplete": _agentcomplete,
+    b"AttendedTransfer": _attendedtransfer,
     b"Hangup": _hangup,
     b"OriginateResponse": _originateresponse,
     b"CoreShowChannel": _coreshowchannel,

@@ -153,6 +153,18 @@ class ChannelHungUp(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class CallsJoined:
+    """AttendedTransfer: the transferer's two calls became one conversation (a few a day, so a
+    dataclass). `linkedid` is the transferee's call (the one put on hold), `other` the transfer
+    target's (the consultation); `joined` is false when the transfer failed."""
+
+    at: float
+    joined: bool
+    linkedid: str
+    other: str
+
+
+@dataclass(frozen=True, slots=True)
 class UserEventReceived:
     """UserEvent raised by the dialplan (EmergencyButton, CareCallResult); fields as sent."""
 
@@ -238,6 +250,6 @@ ChannelEvent = (
     | AgentCompleted
     | ChannelHungUp
 )
-CallEvent = ChannelEvent | UserEventReceived
+CallEvent = ChannelEvent | CallsJoined | UserEventReceived
 ListItem = ChannelSnapshot | QueueMemberListed
 AmiMessage = CallEvent | OriginateResult | ListItem | ListComplete | Response

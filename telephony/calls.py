@@ -16,14 +16,18 @@ is answered when a person takes it:
 Whatever the channel technology, a phone's channel names its extension
 (`PJSIP/8001-0000001b`, `SIP/8001-00000abc`, `IAX2/8001-4097`, `Local/8001@operators-…;1`)
 and a trunk's does not (`PJSIP/trunk-cmcc-00000012`, `DAHDI/i1/13800138000-1a`,
-`DAHDI/1-1`); a queue member's name says who answered when its channel cannot.
+`DAHDI/1-1`); a queue member's name says who answered when its channel cannot. A call
+between operators' phones (a colleague rung) is followed but is no hotline call: it
+is never made ready, so never written.
 
 Waiting and talking times are Asterisk's own queue figures when it gives them
 (HoldTime of QueueCallerAbandon/AgentConnect, TalkTime of AgentComplete), else the
 difference of the event times. A transfer keeps the call one call, answered by the
 operator who answered it: a blind transfer sends the caller's channel on in the
-dialplan under the same Linkedid. The talk then runs to the end of the call:
-AgentComplete's TalkTime (Reason transfer) is the first operator's share.
+dialplan under the same Linkedid; an attended one joins the operator's consultation
+call to the caller's (AttendedTransfer), whose Linkedid the bridged channels take, so
+the consultation is folded into the caller's call. The talk then runs to the end of
+the call: AgentComplete's TalkTime (Reason transfer) is the first operator's share.
 
 The disposition of an unanswered call:
 
@@ -60,6 +64,7 @@ from telephony.ami_events import (
     BridgeJoined,
     CallerIdChanged,
     CallEvent,
+    CallsJoined,
     ChannelAdded,
     ChannelCreated,
     ChannelHungUp,
@@ -248,6 +253,18 @@ class Call:
         return self.direction is Direction.OUTBOUND and operator_extension(self.root_channel) is not None
 
     @property
+    def internal(self) -> bool:
+        """Between operators' phones (a colleague rung, the consultation before a transfer): not a
+        hotline call, so never written. A call Careline placed, or one that reached a number
+        outside, is not internal."""
+        return (
+            self.direction is Direction.OUTBOUND
+            and self.attempt is None
+            and not phone_like(self.called)
+            and self.root_is_operator
+        )
+
+    @property
     def far_number(self) -> str | None:
         """The number outside: who called in, or who was called."""
         return self.caller if self.direction is Direction.INBOUND else self.called
@@ -305,6 +322,8 @@ class CallTracker:
         self.orphans = 0
         self._ended: set[str] = set()
         self._ended_order: deque[str] = deque()
+        # linkedid of a call folded into another by an attended transfer → the one it joined
+        self._joined: dict[str, str] = {}
         self._seq = 0
         self._syncing = False
         self._sync_mark = 0
@@ -323,6 +342,7 @@ class CallTracker:
             AgentConnected: self._agent_connected,
             AgentCompleted: self._agent_completed,
             ChannelHungUp: self._hung_up,
+            CallsJoined: self._calls_joined,
             UserEventReceived: self._user_event,
         }
 
@@ -363,6 +383,8 @@ class CallTracker:
                     break
         if call is not None and call.attempt is None:
             call.attempt = action_id
+            # Careline placed it: not a call between operators' phones after all
+            call.ready = call.ready or call.answered_at is not None
             self._touch(call)
         return call
 
@@ -379,6 +401,9 @@ class CallTracker:
     def _known(self, event: CallEvent, linkedid: str) -> Call | None:
         call = self.calls.get(linkedid)
         if call is None:
+            joined = self._joined.get(linkedid)
+            if joined is not None and joined in self.calls:
+                return self.calls[joined]
             if self._syncing and linkedid not in self._ended:
                 self._parked.append(event)
             else:
@@ -506,7 +531,7 @@ class CallTracker:
         if call.answered_at is None:
             operator_first = call.root_is_operator and call.root_up_at is not None
             call.answered_at = call.root_up_at if operator_first else at
-            call.ready = True
+            call.ready = call.ready or not call.internal
         if call.operator is None:
             if call.direction is Direction.INBOUND:
                 call.operator = operator
@@ -594,7 +619,7 @@ class CallTracker:
             button=ev.fields.get("Button", "").strip().upper(),
             phone=ev.fields.get("Resident-Phone") or None,
         )
-        call = self.calls.get(ev.linkedid) if ev.linkedid else None
+        call = self._call_of(ev.linkedid) if ev.linkedid else None
         if call is None:
             self.presses.append(press)
             return
@@ -602,12 +627,55 @@ class CallTracker:
         call.ready = True
         self._touch(call)
 
+    def _calls_joined(self, ev: CallsJoined) -> None:
+        """An attended transfer: the consultation call is folded into the transferee's. Asterisk
+        gives the channels that end up bridged together the older Linkedid, and leaves the others
+        theirs, so the rest of the conversation comes under either: both now lead to one call."""
+        if not ev.joined:
+            return
+        keep, fold = self._call_of(ev.linkedid), self._call_of(ev.other)
+        if keep is None or fold is keep:
+            return
+        if fold is None:
+            self._join(ev.other, keep)
+            return
+        if fold.ready and not keep.ready:
+            # the transferee was the consultation (the operator had called a colleague first)
+            keep, fold = fold, keep
+        for uniqueid in fold.live:
+            if uniqueid not in keep.gone:
+                keep.live[uniqueid] = self._seq
+        keep.gone |= fold.gone
+        keep.transferred = True
+        if fold.ready:
+            # written as a call of its own (a consultation with a number outside): it ends here
+            self._end(fold, ev.at)
+            self._touch(fold)
+        else:
+            self._forget(fold.linkedid)
+        self._join(fold.linkedid, keep)
+        self._touch(keep)
+
+    def _call_of(self, linkedid: str) -> Call | None:
+        call = self.calls.get(linkedid)
+        if call is None and linkedid in self._joined:
+            call = self.calls.get(self._joined[linkedid])
+        return call
+
+    def _join(self, linkedid: str, call: Call) -> None:
+        self._joined[linkedid] = call.linkedid
+        if len(self._joined) > REMEMBER_ENDED:
+            del self._joined[next(iter(self._joined))]
+
     def _end(self, call: Call, at: float) -> None:
         call.ended_at = max(at, call.arrived_at)
-        call.ready = True
-        self.calls.pop(call.linkedid, None)
-        self._ended.add(call.linkedid)
-        self._ended_order.append(call.linkedid)
+        call.ready = call.ready or not call.internal
+        self._forget(call.linkedid)
+
+    def _forget(self, linkedid: str) -> None:
+        self.calls.pop(linkedid, None)
+        self._ended.add(linkedid)
+        self._ended_order.append(linkedid)
         if len(self._ended_order) > REMEMBER_ENDED:
             self._ended.discard(self._ended_order.popleft())
 

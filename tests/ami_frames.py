@@ -8,6 +8,7 @@ fields before the channel's), noise included, and stamped as `timestampevents = 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -394,3 +395,77 @@ def talking_on_pjsip() -> tuple[list[bytes], Channel, Channel, str, float]:
     caller = last_seen(frames, "PJSIP/trunk-0000001a")
     operator = last_seen(frames, "PJSIP/8001-0000001b")
     return frames, caller, operator, bridged["BridgeUniqueid"], float(bridged["Timestamp"])
+
+
+CONSULTATION = "1795393756.4"
+
+
+def moved(channel: Channel, **changes: object) -> Channel:
+    return dataclasses.replace(channel, **changes)  # type: ignore[arg-type]
+
+
+def attended_transfer(moves: str, target: str) -> tuple[list[bytes], float]:
+    """Recording 01 on PJSIP, then: after 6 s of talk Wang Fang (8001) puts the resident on hold and
+    calls `target` (8002, or a number outside through the trunk) from her phone's second line, a call
+    with a Linkedid of its own; it answers in 2 s, they talk 5 s, and she completes the transfer
+    (REFER with Replaces). Asterisk moves either the target's channel into the resident's bridge
+    (`moves` "target") or the resident's into the consultation's ("transferee"); the channels that
+    end up bridged take the older Linkedid, the resident's. 8001's two channels hang up; the resident
+    and the target talk 20 s, then the resident hangs up. Returns the frames and when the transfer
+    was done."""
+    frames, caller, operator, first_bridge, at = talking_on_pjsip()
+    second_bridge = "9b4d1f3e-0c2a-4e8b-b7d5-3f6a2e1c8d09"
+    s = Script(at).after(6)
+    s.event("Hold", operator.fields(), [("MusicClass", "default")])
+    line2 = Channel("PJSIP/8001-0000001c", CONSULTATION, CONSULTATION, "operators", target, 4, "8001")
+    s.newchannel(line2)
+    outside = target != "8002"
+    dialled = f"PJSIP/{target}@trunk" if outside else "PJSIP/8002"
+    s.newexten(line2, "Dial", f"{dialled},30")
+    name = "PJSIP/trunk-0000001d" if outside else "PJSIP/8002-0000001d"
+    reached = Channel(name, "1795393756.5", CONSULTATION, "operators", "s", 0, target, "8001")
+    s.newchannel(reached)
+    s.dial_begin(line2, reached, dialled.split("/", 1)[1])
+    s.newstate(reached, 5)
+    s.after(2)
+    s.newstate(reached, 6)
+    s.dial_end(line2, reached, "ANSWER")
+    s.newstate(line2, 6)
+    s.bridge(second_bridge, reached, line2)
+    s.after(5)
+    transferred = s.at
+    before = moved(reached)
+    reached.linkedid = caller.linkedid
+    if moves == "target":
+        s.bridge_leave(second_bridge, 1, before)
+        s.bridge_enter(first_bridge, 3, reached, swap=operator)
+        s.bridge_leave(first_bridge, 2, operator)
+        final, emptied, alone = first_bridge, second_bridge, line2
+    else:
+        s.bridge_leave(first_bridge, 1, caller)
+        s.bridge_enter(second_bridge, 3, caller, swap=line2)
+        s.bridge_leave(second_bridge, 2, line2)
+        final, emptied, alone = second_bridge, first_bridge, operator
+    s.agent_complete(caller, operator, "PJSIP/8001", "Wang Fang 8001", hold=3, talk=13, reason="transfer")
+    s.event(
+        "AttendedTransfer",
+        [("Result", "Success")],
+        operator.fields("OrigTransferer"),
+        bridge_fields(first_bridge, 2, "OrigBridge"),
+        line2.fields("SecondTransferer"),
+        bridge_fields(second_bridge, 2, "SecondBridge"),
+        [("DestType", "Bridge"), ("DestBridgeUniqueid", final)],
+        caller.fields("Transferee"),
+        before.fields("TransferTarget"),
+        [("IsExternal", "Yes")],
+    )
+    s.bridge_leave(emptied, 0, alone)
+    s.event("BridgeDestroy", bridge_fields(emptied, 0))
+    s.hangup(operator)
+    s.hangup(line2)
+    s.after(20)
+    s.hangup(caller)
+    s.bridge_leave(final, 1, reached)
+    s.hangup(reached)
+    s.event("BridgeDestroy", bridge_fields(final, 0))
+    return frames + s.frames, transferred

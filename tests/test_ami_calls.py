@@ -19,7 +19,7 @@ from dispatch.events import DomainEvent
 from dispatch.runtime import Runtime
 from telephony.simulator import AmiPeer, Send, replay
 from tests import factories
-from tests.ami_frames import queue_times_out
+from tests.ami_frames import attended_transfer, queue_times_out
 from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
 
 MOBILE = "+8613800138000"
@@ -238,3 +238,22 @@ async def test_queue_that_times_out_is_written_as_not_answered(runtime: Runtime,
         call = await one_call(conn)
     assert (call["disposition"], call["queue"], call["answered_at"]) == ("no_answer", "hotline", None)
     assert (call["caller_number"], call["wait_seconds"], call["hangup_cause"]) == (LANDLINE, 15, 16)
+
+
+async def test_attended_transfer_is_written_as_one_call(runtime: Runtime, peer: AmiPeer) -> None:
+    """Variation of 01 on PJSIP (`attended_transfer`): Wang Fang consults 8002 from her phone's
+    second line and puts the resident through to him; the consultation is no call row of its own."""
+    events = Events(runtime)
+    frames, _ = attended_transfer("target", "8002")
+    peer.send(Send(tuple(f for f in frames if f.startswith(b"Event: "))))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime()) as server:
+        await up(server)
+        await drained(peer, server)
+    async with runtime.pool.acquire() as conn:
+        call = await one_call(conn)
+    assert (call["linkedid"], call["disposition"], call["operator"]) == ("1795393745.0", "answered", "8001")
+    assert (call["wait_seconds"], call["talk_seconds"]) == (3, 33)
+    await events.until("call.ended")
+    kinds = [e.kind for e in events.seen if e.kind.startswith("call.")]
+    assert kinds == ["call.ringing", "call.answered", "call.ended"]
+    await events.subscription.close()

@@ -31,6 +31,7 @@ from telephony.sim_calls import CallFactory, interleave
 from telephony.simulator import frame_headers, stamp
 from tests.ami_frames import (
     CALLER_02,
+    CONSULTATION,
     NAME_01,
     NAME_02,
     PJSIP,
@@ -39,6 +40,7 @@ from tests.ami_frames import (
     Channel,
     Script,
     Technology,
+    attended_transfer,
     bridge_fields,
     first,
     last_seen,
@@ -593,3 +595,47 @@ def test_blind_transfer_keeps_one_call_and_the_operator_who_answered(into_queue:
     # the whole conversation, 8001's 6 s and 8002's, not AgentComplete's TalkTime (8001's alone)
     assert call.talk_seconds == 24
     assert call.hangup_cause == 16
+
+
+@pytest.mark.parametrize("moves", ["target", "transferee"])
+def test_attended_transfer_to_a_colleague_keeps_one_call_and_the_operator_who_answered(moves: str) -> None:
+    """Variation of 01 on PJSIP (`attended_transfer`) to 8002: the consultation between two
+    operators' phones is part of handling the resident's call, not a call of its own."""
+    frames, _ = attended_transfer(moves, "8002")
+    ended, tracker, reader = track(stream(frames))
+    assert reader.skipped == 0
+    assert tracker.calls == {}
+    (call,) = ended
+    assert call.linkedid == "1795393745.0"
+    assert (call.disposition, call.operator, call.queue, call.wait_seconds) == (
+        Disposition.ANSWERED,
+        "8001",
+        "hotline",
+        3,
+    )
+    # from 8001's answer to the resident's hang-up: 6 s, the 7 s consultation, 20 s with 8002
+    assert call.talk_seconds == 33
+    assert call.hangup_cause == 16
+
+
+def test_attended_transfer_to_a_number_outside_ends_the_consultation_as_a_call() -> None:
+    """Variation of 01 on PJSIP (`attended_transfer`): 8001 consults the resident's daughter on
+    13900139000 through the trunk and puts the resident through to her: the consultation is an
+    outbound call of its own, which ends at the transfer; the resident's goes on to its hang-up."""
+    frames, transferred = attended_transfer("target", "13900139000")
+    ended, tracker, _ = track(stream(frames))
+    assert tracker.calls == {}
+    calls = {call.linkedid: call for call in ended}
+    resident, consultation = calls["1795393745.0"], calls[CONSULTATION]
+    assert (resident.disposition, resident.operator, resident.talk_seconds) == (
+        Disposition.ANSWERED,
+        "8001",
+        33,
+    )
+    assert (consultation.direction, consultation.called, consultation.operator) == (
+        Direction.OUTBOUND,
+        "13900139000",
+        "8001",
+    )
+    assert consultation.disposition is Disposition.ANSWERED
+    assert consultation.ended_at == pytest.approx(transferred)
