@@ -42,11 +42,13 @@ The disposition of an unanswered call:
   answer, 21 rejected, 34 and the like failed), else the Dial status: Dial has no
   status for most causes and reports them, a rejection among them, as NOANSWER.
 
-After a link outage the link asks for every live channel (CoreShowChannels) and
-`finish_resync` reconciles: a call that is gone ends, one begun during the outage
-opens, one answered during it is answered. Events are never trusted to be complete
-or in order: a channel seen hung up is never brought back, events of an ended call
-are dropped, a call whose root frame was lost opens from its other channels.
+After a link outage (and at every login) the link asks for every live channel
+(CoreShowChannels) and `finish_resync` reconciles: a call that is gone ends, one begun
+during the outage opens, one answered during it is answered, at the re-sync's time
+until the answer's own event (one that came before the snapshot and waited for it) or
+Asterisk's talk time dates it. Events are never trusted to be complete or in order: a
+channel seen hung up is never brought back, events of an ended call are dropped, a call
+whose root frame was lost opens from its other channels.
 """
 
 from __future__ import annotations
@@ -229,6 +231,8 @@ class Call:
     agent_connected: bool = False
     # the operator who answered handed the caller on: the call goes on past their AgentComplete
     transferred: bool = False
+    # answered while the link was down: `answered_at` is the re-sync's, until Asterisk says better
+    answer_estimated: bool = False
     # enough is known to identify the far end and say the call is ringing
     ready: bool = False
     resynced: bool = False
@@ -532,6 +536,10 @@ class CallTracker:
             operator_first = call.root_is_operator and call.root_up_at is not None
             call.answered_at = call.root_up_at if operator_first else at
             call.ready = call.ready or not call.internal
+        elif call.answer_estimated and at < call.answered_at:
+            # the answer itself, seen late (it waited for the re-sync's snapshot): better than the guess
+            call.answered_at = max(at, call.arrived_at)
+            call.answer_estimated = False
         if call.operator is None:
             if call.direction is Direction.INBOUND:
                 call.operator = operator
@@ -591,6 +599,10 @@ class CallTracker:
                 call.transferred = True
             else:
                 call.agent_talk_seconds = ev.talk_seconds
+                if call.answer_estimated and ev.talk_seconds is not None:
+                    # answered while the link was down: Asterisk's talk time dates the answer
+                    call.answered_at = max(call.arrived_at, ev.at - ev.talk_seconds)
+                    call.answer_estimated = False
             if ev.hold_seconds is not None:
                 call.hold_seconds = ev.hold_seconds
         self._touch(call)
@@ -681,8 +693,16 @@ class CallTracker:
 
     # -- re-sync ----------------------------------------------------------------------------
 
+    @property
+    def syncing(self) -> bool:
+        return self._syncing
+
     def begin_resync(self) -> None:
-        """From now until `finish_resync`, events of calls we do not know wait for the snapshot."""
+        """From now until `finish_resync`, events of calls we do not know wait for the snapshot.
+        Once begun, calling it again changes nothing (the link begins it at the first event after a
+        login, which can come before the re-sync is asked for)."""
+        if self._syncing:
+            return
         self._syncing = True
         self._sync_mark = self._seq
 
@@ -763,7 +783,10 @@ class CallTracker:
                 bridges.setdefault(snapshot.bridge, []).append(snapshot.channel)
         for members in bridges.values():
             if len(members) >= 2:
-                # answered while we were away: the re-sync is the earliest time we can vouch for
+                # Answered while we were away: the re-sync is the earliest time we can vouch for,
+                # until the answer's own event (one that waited for the snapshot) or Asterisk's talk
+                # time (AgentComplete) dates it.
                 call.resynced = True
                 self._answer(call, now, self._operator_among(call, members))
+                call.answer_estimated = True
                 return

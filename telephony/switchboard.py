@@ -110,11 +110,13 @@ class AsteriskServer:
 
     async def on_login(self, link: AmiLink) -> None:
         """The re-sync: what the database has open, then what Asterisk has live, reconciled."""
+        # Asterisk sends events from the login on: those of calls not yet known wait for the snapshot
+        # (on_messages may have begun this already, with the login's own socket read).
+        self.tracker.begin_resync()
         try:
             self.tracker.adopt(await self.recorder.load_open_calls())
         except DATABASE_ERRORS as exc:
             log.warning("Asterisk %s: open calls not read from the database (%s)", self.config.name, exc)
-        self.tracker.begin_resync()
         try:
             async with asyncio.timeout(self.config.connect_timeout_seconds * 2):
                 items = await link.request_list({"Action": "CoreShowChannels"})
@@ -142,6 +144,9 @@ class AsteriskServer:
 
     def on_messages(self, messages: list[CallEvent | OriginateResult]) -> None:
         apply = self.tracker.apply
+        if self.link.state is LinkState.CONNECTING and not self.tracker.syncing:
+            # the events that came with (or right after) the login, before on_login could begin it
+            self.tracker.begin_resync()
         for message in messages:
             if isinstance(message, OriginateResult):
                 call = self.tracker.link_attempt(
@@ -179,6 +184,9 @@ class AsteriskServer:
         self.recorder.note(IvrReport(action_id, digit, status, event.at))
 
     def on_disconnect(self) -> None:
+        if self.tracker.syncing:
+            # the link went before the snapshot came: the next login re-syncs from scratch
+            self.tracker.abort_resync()
         self.recorder.wake()
 
     # -- Dialer ---------------------------------------------------------------------------------

@@ -469,3 +469,47 @@ def attended_transfer(moves: str, target: str) -> tuple[list[bytes], float]:
     s.hangup(reached)
     s.event("BridgeDestroy", bridge_fields(final, 0))
     return frames + s.frames, transferred
+
+
+# -- the answer to CoreShowChannels -----------------------------------------------------------------
+
+
+def core_show_channels(action_id: str, rows: Sequence[tuple[Channel, str, str, str, int]]) -> list[bytes]:
+    """The answer to CoreShowChannels, as Asterisk 20 lists live channels: each row is a channel, the
+    bridge it is in ('' for none), the application it runs and its data, and its age in seconds."""
+    frames = [
+        render(
+            [
+                ("Response", "Success"),
+                ("ActionID", action_id),
+                ("EventList", "start"),
+                ("Message", "Channels will follow"),
+            ]
+        )
+    ]
+    for channel, bridge, application, data, seconds in rows:
+        duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        frames.append(
+            render(
+                [
+                    ("Event", "CoreShowChannel"),
+                    ("ActionID", action_id),
+                    *channel.fields(),
+                    ("BridgeId", bridge),
+                    ("Application", application),
+                    ("ApplicationData", data),
+                    ("Duration", duration),
+                ]
+            )
+        )
+    frames.append(
+        render(
+            [
+                ("Event", "CoreShowChannelsComplete"),
+                ("ActionID", action_id),
+                ("EventList", "Complete"),
+                ("ListItems", str(len(rows))),
+            ]
+        )
+    )
+    return [frame[:-2] for frame in frames]

@@ -2,18 +2,20 @@
 
 Every test is a variation of 01-inbound-queue-answered (13800138000 calls 12349, Wang
 Fang 8001 answers after 3 s, 16 s of talk), played stamped so the row's times are the
-recorded ones; each says what it changes.
+recorded ones (or, where Careline's clock must agree with Asterisk's, as if the call were
+happening now); each says what it changes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
 
 from dispatch.runtime import Runtime
-from telephony.simulator import AmiPeer, AwaitAction, Drop, Raw, Send, replay
+from telephony.simulator import AmiPeer, AwaitAction, Drop, Raw, Send, frame_headers, replay, stamp
 from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
 
 NAME = "01-inbound-queue-answered"
@@ -38,13 +40,25 @@ def index(frames: Sequence[bytes], test: Callable[[bytes], bool], *, last: bool 
     return found[-1] if last else found[0]
 
 
+def answered(frames: Sequence[bytes]) -> int:
+    """Where the operator's phone goes up (4.006 s), the first frame of the answer."""
+    return index(
+        frames,
+        lambda f: (
+            f.startswith(b"Event: Newstate") and b"Local/8001@operators" in f and b"ChannelState: 6" in f
+        ),
+    )
+
+
+def bridged(frames: Sequence[bytes]) -> int:
+    """Where the frames after both channels entered the bridge begin."""
+    return index(frames, lambda f: f.startswith(b"Event: BridgeEnter"), last=True) + 1
+
+
 FRAMES = stamped_frames()
 # the operator's phone goes up (4.006 s) ... both channels in the bridge ... AgentComplete (20.503 s)
-ANSWER = index(
-    FRAMES,
-    lambda f: f.startswith(b"Event: Newstate") and b"Local/8001@operators" in f and b"ChannelState: 6" in f,
-)
-BRIDGED = index(FRAMES, lambda f: f.startswith(b"Event: BridgeEnter"), last=True) + 1
+ANSWER = answered(FRAMES)
+BRIDGED = bridged(FRAMES)
 COMPLETE = index(FRAMES, lambda f: f.startswith(b"Event: AgentComplete"))
 
 
@@ -181,3 +195,70 @@ async def test_garbage_truncated_and_out_of_order_frames_are_skipped_without_a_r
     assert call["operator"] == "8001"
     assert call["wait_seconds"] == 3
     assert call["talk_seconds"] == 16  # from the recorded times: AgentComplete came too late to count
+
+
+def happening_now(seconds_in: float) -> tuple[list[bytes], float]:
+    """The recording's events stamped as if it had begun `seconds_in` seconds ago, and when that was."""
+    rec = recording(NAME)
+    start = time.time() - seconds_in
+    timed = zip(rec.frames, rec.times, strict=True)
+    return [stamp(f, start + t) for f, t in timed if f.startswith(b"Event: ")], start
+
+
+def aged(peer: AmiPeer, seconds_in: float) -> None:
+    """Give the channels the peer holds the age they would have `seconds_in` seconds into the call
+    (CoreShowChannels' Duration), rather than the moment the test handed them over."""
+    rec = recording(NAME)
+    born = {
+        frame_headers(f)["Uniqueid"]: t
+        for f, t in zip(rec.frames, rec.times, strict=True)
+        if f.startswith(b"Event: Newchannel")
+    }
+    now = time.monotonic()
+    for uniqueid in peer.channels.created:
+        peer.channels.created[uniqueid] = now - (seconds_in - born[uniqueid])
+
+
+async def test_service_started_while_a_call_is_bridged_tracks_it_to_its_end(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    """Variation: Careline's first session begins 10 s into the call, while the two talk; the
+    re-sync's CoreShowChannels (the four channels, 9 and 8 s old, two of them in the queue's bridge)
+    is the first it hears of it, and AgentComplete and the hang-ups come as events after it."""
+    frames, start = happening_now(10.0)
+    peer.offline(frames[: bridged(frames)])
+    aged(peer, 10.0)
+    peer.send(RESYNCED, Send(tuple(frames[bridged(frames) :])))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime()) as server:
+        await up(server)
+        await drained(peer, server)
+    call = await only_call(runtime)
+    assert (call["direction"], call["did"], call["caller_number"]) == ("inbound", "12349", "+8613800138000")
+    assert (call["disposition"], call["queue"], call["operator"]) == ("answered", "hotline", "8001")
+    assert (call["wait_seconds"], call["talk_seconds"], call["hangup_cause"]) == (3, 16, 16)
+    assert call["resynced"] is True
+    assert call["arrived_at"].timestamp() == pytest.approx(start + 0.5, abs=1.0)
+    # AgentComplete (TalkTime 16 at 20.5 s) dates the answer the re-sync could only bound
+    assert call["answered_at"].timestamp() == pytest.approx(start + 20.503 - 16, abs=0.01)
+    assert call["ended_at"].timestamp() == pytest.approx(start + 20.503, abs=0.01)
+
+
+async def test_answer_between_the_login_and_the_snapshot_keeps_its_time(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    """Variation: the session begins while 8001's phone rings (the resident waits in the queue);
+    Asterisk sends the answer (DialEnd, AgentConnect, the bridge, at 4 s) right after the login,
+    before Careline has asked for CoreShowChannels, whose snapshot (5 s in) then shows the two
+    bridged. Those first events, of a call Careline does not know yet, wait for the snapshot."""
+    frames, start = happening_now(5.0)
+    answer, talking = answered(frames), bridged(frames)
+    peer.offline(frames[:answer])
+    aged(peer, 5.0)
+    peer.send(Send(tuple(frames[answer:talking])), RESYNCED, Send(tuple(frames[talking:])))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime()) as server:
+        await up(server)
+        await drained(peer, server)
+    call = await only_call(runtime)
+    assert (call["disposition"], call["queue"], call["operator"]) == ("answered", "hotline", "8001")
+    assert (call["wait_seconds"], call["talk_seconds"]) == (3, 16)
+    assert call["answered_at"].timestamp() == pytest.approx(start + 4.006, abs=0.01)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from telephony import ami_codec
 from telephony.ami_codec import FrameReader, encode_action
-from telephony.ami_events import CallEvent, ChannelHungUp, ChannelSnapshot, OriginateResult
+from telephony.ami_events import AmiMessage, CallEvent, ChannelHungUp, ChannelSnapshot, OriginateResult
 from telephony.calls import (
     Call,
     CallRules,
@@ -42,6 +42,7 @@ from tests.ami_frames import (
     Technology,
     attended_transfer,
     bridge_fields,
+    core_show_channels,
     first,
     last_seen,
     on_technology,
@@ -639,3 +640,120 @@ def test_attended_transfer_to_a_number_outside_ends_the_consultation_as_a_call()
     )
     assert consultation.disposition is Disposition.ANSWERED
     assert consultation.ended_at == pytest.approx(transferred)
+
+
+# -- a re-sync mid-call ------------------------------------------------------------------------------------
+
+
+def connect(
+    at: float,
+    early: Sequence[bytes],
+    rows: Sequence[tuple[Channel, str, str, str, int]],
+    later: Sequence[bytes],
+) -> tuple[list[Call], CallTracker]:
+    """A manager session that logs in at `at` while calls are up: `early` comes before the answer to
+    CoreShowChannels (`rows`, see `core_show_channels`), `later` after it."""
+    tracker = CallTracker(RULES)
+    reader = FrameReader()
+    tracker.begin_resync()
+    ended: dict[str, Call] = {}
+
+    def feed(frames: Sequence[bytes]) -> list[AmiMessage]:
+        messages = reader.feed(b"".join(f + b"\r\n\r\n" for f in frames), at)
+        for message in messages:
+            if isinstance(message, CallEvent):
+                tracker.apply(message)
+        return messages
+
+    feed([b"Asterisk Call Manager/9.0.0\r\nResponse: Success\r\nMessage: Authentication accepted", *early])
+    snapshot = [
+        m for m in feed(core_show_channels("careline-pbx1-2", rows)) if isinstance(m, ChannelSnapshot)
+    ]
+    tracker.finish_resync(snapshot, at)
+    feed(later)
+    for call in tracker.take_changed():
+        if call.ended_at is not None:
+            ended[call.linkedid] = call
+    return list(ended.values()), tracker
+
+
+TRUNK_01, PHONE_01 = "PJSIP/trunk-0000001a", "PJSIP/8001-0000001b"
+
+
+def pjsip_01_at(seconds: float) -> tuple[list[bytes], list[bytes], float]:
+    """Recording 01 on PJSIP, cut where `seconds` after the session's start: before and after, and when."""
+    frames = on_technology(NAME_01, stamped(NAME_01), PJSIP)
+    at = recording(NAME_01).connected_epoch + seconds
+    cut = next(i for i, f in enumerate(frames) if float(frame_headers(f).get("Timestamp", "0")) > at)
+    return frames[:cut], frames[cut:], at
+
+
+def test_resync_while_a_call_is_bridged_then_it_ends() -> None:
+    """Variation of 01 on PJSIP: Careline's session begins 10 s in, while the resident and 8001 talk
+    (up since 4 s): CoreShowChannels lists the trunk's channel in Queue() and 8001's phone, both in
+    the queue's bridge, 9 s and 8 s old; then AgentComplete and the hang-ups come as events."""
+    before, after, at = pjsip_01_at(10.0)
+    bridge = frame_headers(next(f for f in reversed(before) if f.startswith(b"Event: BridgeEnter")))[
+        "BridgeUniqueid"
+    ]
+    rows = [
+        (last_seen(before, TRUNK_01), bridge, "Queue", "hotline,r,,,180", 9),
+        (last_seen(before, PHONE_01), bridge, "AppQueue", "(Outgoing Line)", 8),
+    ]
+    (call,), tracker = connect(at, [], rows, after)
+    assert tracker.calls == {}
+    assert (call.direction, call.did, call.caller, call.queue, call.operator) == (
+        Direction.INBOUND,
+        "12349",
+        "13800138000",
+        "hotline",
+        "8001",
+    )
+    assert (call.disposition, call.resynced, call.hangup_cause) == (Disposition.ANSWERED, True, 16)
+    assert call.arrived_at == at - 9
+    # Asterisk's AgentComplete (TalkTime 16 at 20.5 s) dates the answer the re-sync could only bound
+    assert call.answered_at == pytest.approx(at - 10 + 20.503 - 16, abs=0.01)
+    assert call.ended_at == pytest.approx(at - 10 + 20.504, abs=0.01)
+    assert (call.wait_seconds, call.talk_seconds) == (3, 16)
+
+
+def test_resync_while_a_call_rings_in_the_queue_then_it_is_answered() -> None:
+    """Variation of 01 on PJSIP: the session begins 2.5 s in, while 8001's phone rings for the
+    resident waiting in the queue: CoreShowChannels lists both, bridged to nobody; the answer
+    (DialEnd, AgentConnect, the bridge) and the rest come as events."""
+    before, after, at = pjsip_01_at(2.5)
+    rows = [
+        (last_seen(before, TRUNK_01), "", "Queue", "hotline,r,,,180", 2),
+        (last_seen(before, PHONE_01), "", "AppQueue", "(Outgoing Line)", 1),
+    ]
+    (call,), tracker = connect(at, [], rows, after)
+    assert tracker.calls == {}
+    assert (call.disposition, call.queue, call.operator, call.resynced) == (
+        Disposition.ANSWERED,
+        "hotline",
+        "8001",
+        True,
+    )
+    assert call.answered_at == pytest.approx(at - 2.5 + 4.006, abs=0.01)
+    assert (call.wait_seconds, call.talk_seconds) == (3, 16)
+
+
+def test_resync_where_the_answer_came_before_the_snapshot() -> None:
+    """Variation of 01 on PJSIP: the session begins 2.5 s in, while 8001's phone rings; 8001
+    answers (4.0 s) before Asterisk has answered CoreShowChannels, so those events come first and
+    wait for the snapshot (taken at 5 s), which lists the two bridged; the rest comes after."""
+    before, _, at = pjsip_01_at(2.5)
+    early, later, snapshot_at = pjsip_01_at(5.0)
+    early = early[len(before) :]
+    bridge = frame_headers(next(f for f in reversed(early) if f.startswith(b"Event: BridgeEnter")))[
+        "BridgeUniqueid"
+    ]
+    rows = [
+        (last_seen(before + early, TRUNK_01), bridge, "Queue", "hotline,r,,,180", 4),
+        (last_seen(before + early, PHONE_01), bridge, "AppQueue", "(Outgoing Line)", 3),
+    ]
+    (call,), _ = connect(snapshot_at, early, rows, later)
+    assert (call.disposition, call.operator) == (Disposition.ANSWERED, "8001")
+    # the answer's own time, not the snapshot's
+    assert call.answered_at == pytest.approx(at - 2.5 + 4.006, abs=0.01)
+    assert (call.wait_seconds, call.talk_seconds) == (3, 16)
