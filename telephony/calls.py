@@ -46,9 +46,11 @@ After a link outage (and at every login) the link asks for every live channel
 (CoreShowChannels) and `finish_resync` reconciles: a call that is gone ends, one begun
 during the outage opens, one answered during it is answered, at the re-sync's time
 until the answer's own event (one that came before the snapshot and waited for it) or
-Asterisk's talk time dates it. Events are never trusted to be complete or in order: a
-channel seen hung up is never brought back, events of an ended call are dropped, a call
-whose root frame was lost opens from its other channels.
+Asterisk's talk time dates it. A call the database still had open at a restart is
+settled the same way: it knows none of its channels, so its events wait for the
+snapshot too. Events are never trusted to be complete or in order: a channel seen hung
+up is never brought back, events of an ended call are dropped, a call whose root frame
+was lost opens from its other channels.
 """
 
 from __future__ import annotations
@@ -332,6 +334,8 @@ class CallTracker:
         self._syncing = False
         self._sync_mark = 0
         self._parked: list[CallEvent] = []
+        # calls read back from the database, waiting for the re-sync to say which channels they have
+        self._adopted: dict[str, Call] = {}
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             ChannelCreated: self._created,
             ChannelAdded: self._added,
@@ -362,10 +366,12 @@ class CallTracker:
         return presses
 
     def adopt(self, calls: Iterable[Call]) -> None:
-        """Calls the database says are still open (after a restart); a re-sync follows and settles them."""
+        """Calls the database says are still open (after a restart), for the re-sync that follows to
+        settle. A row knows none of its call's channels, so until the snapshot lists them the call's
+        events wait with those of calls not known at all: its first Hangup is not its last."""
         for call in calls:
             if call.linkedid not in self.calls and call.linkedid not in self._ended:
-                self.calls[call.linkedid] = call
+                self._adopted[call.linkedid] = call
 
     def link_attempt(
         self, action_id: str, *, uniqueid: str | None, channel: str, success: bool = True
@@ -711,6 +717,7 @@ class CallTracker:
         groups: dict[str, list[ChannelSnapshot]] = {}
         for snapshot in channels:
             groups.setdefault(snapshot.linkedid, []).append(snapshot)
+        self._take_adopted()
         for linkedid, call in list(self.calls.items()):
             if linkedid not in groups and call.seq <= self._sync_mark:
                 # it ended while the link was down: when, and why, nobody told us
@@ -736,7 +743,14 @@ class CallTracker:
 
     def abort_resync(self) -> None:
         """The snapshot could not be had: carry on with what the events say."""
+        self._take_adopted()
         self._end_resync()
+
+    def _take_adopted(self) -> None:
+        adopted, self._adopted = self._adopted, {}
+        for linkedid, call in adopted.items():
+            if linkedid not in self.calls and linkedid not in self._ended:
+                self.calls[linkedid] = call
 
     def _end_resync(self) -> None:
         self._syncing = False
@@ -772,6 +786,8 @@ class CallTracker:
             if snapshot.application == "Queue" and snapshot.application_data:
                 call.queue = snapshot.application_data.split(",", 1)[0]
             if snapshot.uniqueid == call.linkedid:
+                # a call read back from the database after a restart knows no channel
+                call.root_channel = call.root_channel or snapshot.channel
                 call.caller = call.caller or snapshot.caller
                 if snapshot.state == STATE_UP and call.root_up_at is None and call.root_is_operator:
                     call.root_up_at = now

@@ -262,3 +262,25 @@ async def test_answer_between_the_login_and_the_snapshot_keeps_its_time(
     assert (call["disposition"], call["queue"], call["operator"]) == ("answered", "hotline", "8001")
     assert (call["wait_seconds"], call["talk_seconds"]) == (3, 16)
     assert call["answered_at"].timestamp() == pytest.approx(start + 4.006, abs=0.01)
+
+
+async def test_restarted_service_sees_who_answered_while_it_was_stopped(
+    runtime: Runtime, peer: AmiPeer
+) -> None:
+    """Variation: the service stops while the resident waits in the queue (the row stays open,
+    unanswered) and 8001 answers before it starts again: at start the row is read back, knowing no
+    channel, and the re-sync's snapshot shows the resident's and 8001's Local channels bridged."""
+    peer.send(RESYNCED, Send(FRAMES[:ANSWER]))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime()) as server:
+        await up(server)
+        await drained(peer, server)
+        metrics = server.metrics
+    assert (await only_call(runtime))["answered_at"] is None
+    peer.offline(FRAMES[ANSWER:BRIDGED])
+    peer.send(RESYNCED, Send(FRAMES[BRIDGED:]))
+    async with serving(runtime, asterisk_config(peer.port), ManualTime(), metrics=metrics) as server:
+        await up(server)
+        await drained(peer, server)
+    call = await only_call(runtime)
+    assert (call["disposition"], call["operator"], call["queue"]) == ("answered", "8001", "hotline")
+    assert (call["wait_seconds"], call["talk_seconds"]) == (3, 16)
