@@ -235,6 +235,8 @@ class Call:
     transferred: bool = False
     # answered while the link was down: `answered_at` is the re-sync's, until Asterisk says better
     answer_estimated: bool = False
+    # it dialled a channel that is no operator's phone (a trunk): a call outside, whatever the number
+    dialled_out: bool = False
     # enough is known to identify the far end and say the call is ringing
     ready: bool = False
     resynced: bool = False
@@ -261,11 +263,12 @@ class Call:
     @property
     def internal(self) -> bool:
         """Between operators' phones (a colleague rung, the consultation before a transfer): not a
-        hotline call, so never written. A call Careline placed, or one that reached a number
-        outside, is not internal."""
+        hotline call, so never written. A call Careline placed, or one that dialled out (a phone
+        number, or 120 through the trunk), is not internal."""
         return (
             self.direction is Direction.OUTBOUND
             and self.attempt is None
+            and not self.dialled_out
             and not phone_like(self.called)
             and self.root_is_operator
         )
@@ -498,7 +501,11 @@ class CallTracker:
         call = self._known(ev, ev.linkedid)
         if call is None:
             return
-        if call.direction is Direction.OUTBOUND and not phone_like(call.called):
+        if call.direction is not Direction.OUTBOUND:
+            return
+        if not call.dialled_out and operator_extension(ev.dest_channel) is None:
+            call.dialled_out = True
+        if not phone_like(call.called):
             number = ev.dest_exten if phone_like(ev.dest_exten) else number_in(ev.dial_string)
             if number is not None:
                 call.called = number

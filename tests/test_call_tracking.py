@@ -757,3 +757,44 @@ def test_resync_where_the_answer_came_before_the_snapshot() -> None:
     # the answer's own time, not the snapshot's
     assert call.answered_at == pytest.approx(at - 2.5 + 4.006, abs=0.01)
     assert (call.wait_seconds, call.talk_seconds) == (3, 16)
+
+
+@pytest.mark.parametrize(
+    ("dialled", "reached", "written"),
+    [("8002", "PJSIP/8002-00000031", False), ("120", "PJSIP/trunk-00000031", True)],
+    ids=["a-colleague", "the-ambulance-through-the-trunk"],
+)
+def test_a_call_from_an_operators_phone_is_written_when_it_dials_out(
+    dialled: str, reached: str, written: bool
+) -> None:
+    """Not in any recording: Wang Fang (8001) dials from her PJSIP phone, either Li Wei (8002) or 120
+    (the ambulance) through the trunk, too short a number to look like a phone's; it answers after
+    2 s and they talk 30 s. A colleague rung is no hotline call; anyone reached through the trunk is."""
+    uniqueid = "1795394000.40"
+    s = Script(1_795_394_000.0)
+    phone = Channel("PJSIP/8001-00000030", uniqueid, uniqueid, "operators", dialled, 4, "8001")
+    s.newchannel(phone)
+    dial_string = f"{dialled}@trunk" if reached.startswith("PJSIP/trunk") else f"PJSIP/{dialled}"
+    s.newexten(phone, "Dial", f"{dial_string},60")
+    far = Channel(reached, "1795394000.41", uniqueid, "operators", "s", 0, dialled, "8001")
+    s.newchannel(far)
+    s.dial_begin(phone, far, dial_string)
+    s.newstate(far, 5)
+    s.after(2)
+    s.newstate(far, 6)
+    s.dial_end(phone, far, "ANSWER")
+    s.newstate(phone, 6)
+    s.bridge("c3a1f0d2-7e4b-4a9c-8d21-5b6e0f9a3c47", far, phone)
+    s.after(30)
+    s.hangup(phone)
+    s.bridge_leave("c3a1f0d2-7e4b-4a9c-8d21-5b6e0f9a3c47", 1, far)
+    s.hangup(far)
+    (call,), tracker, _ = track(stream(s.frames))
+    assert tracker.calls == {}
+    assert call.ready is written
+    assert (call.direction, call.disposition, call.operator, call.talk_seconds) == (
+        Direction.OUTBOUND,
+        Disposition.ANSWERED,
+        "8001",
+        30,
+    )
