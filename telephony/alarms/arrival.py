@@ -15,6 +15,12 @@ For each message of a batch, one statement (`ARRIVE`):
 Why one statement: under a surge the time a message waits is the time the work in front of it
 takes, and that is round trips. A batch of 64 messages costs one, with no BEGIN and COMMIT.
 
+A batch of one message with at most one alarm, which is what a steady flow is made of, takes
+`ARRIVE_ONE`: the same writes with scalar parameters and no joins over arrays. PostgreSQL runs
+it in about half the time of `ARRIVE` for one message (0.41 against 0.78 ms here, commit
+included), and that time is most of what an ACK waits for. A test holds the two to the same
+rows for every kind of message (tests/test_alarm_arrival.py).
+
 The caller guarantees that no two messages of one call share a receipt key (the upsert
 cannot touch one row twice): a repeat within a batch goes to a later call.
 """
@@ -103,6 +109,50 @@ ORDER BY m.ord
 """
 
 
+# The key a device is found by: its DC-09 account, its cloud id or its calling number.
+_DEVICE_COLUMNS = ("dc09_account", "cloud_id", "caller_e164")
+
+
+def _arrive_one(column: str) -> str:
+    return f"""
+WITH ids AS MATERIALIZED (
+    SELECT CASE WHEN $9 THEN ARRAY[nextval('alarms_id_seq')] ELSE '{{}}'::bigint[] END AS alarm_ids
+),
+rec AS (
+    INSERT INTO alarm_receipts AS r (source, key, digest, received_at, alarm_ids)
+    SELECT $1, $2::text, $3, $4, ids.alarm_ids FROM ids WHERE $2::text IS NOT NULL
+    ON CONFLICT (source, key) DO UPDATE
+        SET digest = EXCLUDED.digest, received_at = EXCLUDED.received_at, alarm_ids = EXCLUDED.alarm_ids
+        -- as in ARRIVE: a reused key with other content where keys may be reused, or a stale receipt
+        WHERE (NOT $6 AND r.digest <> EXCLUDED.digest)
+           OR ($5::float8 IS NOT NULL AND r.received_at < EXCLUDED.received_at - make_interval(secs => $5))
+    RETURNING 1
+),
+fresh AS MATERIALIZED (
+    SELECT ids.alarm_ids FROM ids WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM rec)
+),
+seen AS (
+    UPDATE devices d SET last_seen_at = greatest(coalesce(d.last_seen_at, $4), $4),
+                         battery_percent = coalesce($8, d.battery_percent)
+    WHERE d.{column} = $7 AND EXISTS (SELECT 1 FROM fresh)
+    RETURNING d.id, d.resident_id
+),
+stored AS (
+    INSERT INTO alarms (id, source, sender, actor, device_id, resident_id, kind, qualifier, code, zone,
+                        partition, payload, details, sender_at, received_at, outcome, integration_id)
+    SELECT f.alarm_ids[1], $1, $10, $13, s.id, s.resident_id, $14, $15, $16, $17, $18, $11, $19, $20, $4,
+           CASE WHEN $21 THEN '{Outcome.LIFE_SIGN.value}' ELSE '{Outcome.PENDING.value}' END, $12
+    FROM fresh f LEFT JOIN seen s ON true
+    WHERE $9
+)
+SELECT f.alarm_ids IS NOT NULL AS fresh, f.alarm_ids, s.id AS device_id, s.resident_id
+FROM (SELECT) one LEFT JOIN fresh f ON true LEFT JOIN seen s ON true
+"""
+
+
+ARRIVE_ONE = {column: _arrive_one(column) for column in _DEVICE_COLUMNS}
+
+
 @dataclass(frozen=True)
 class Arrival:
     """What the statement made of one message."""
@@ -121,6 +171,59 @@ def is_life_sign(alarm: IncomingAlarm) -> bool:
 
 async def arrive(conn: Conn, messages: Sequence[tuple[Message, Sequence[IncomingAlarm]]]) -> list[Arrival]:
     """Receipts, devices seen and every alarm of `messages` (each with the alarms it stores)."""
+    if len(messages) == 1 and len(messages[0][1]) <= 1:
+        return [await _arrive_one_message(conn, *messages[0])]
+    return await arrive_together(conn, messages)
+
+
+async def _arrive_one_message(conn: Conn, message: Message, alarms: Sequence[IncomingAlarm]) -> Arrival:
+    key = message.device
+    # at most one of the three is set; none: a device nobody can find (the column is then moot)
+    column, value = next(
+        (
+            (c, v)
+            for c, v in zip(_DEVICE_COLUMNS, (key.dc09_account, key.cloud_id, key.caller_e164), strict=True)
+            if v
+        ),
+        (_DEVICE_COLUMNS[0], None),
+    )
+    alarm = alarms[0] if alarms else None
+    row = await conn.fetchrow(
+        ARRIVE_ONE[column],
+        message.source.value,
+        message.receipt_key,
+        message.digest,
+        message.received_at,
+        message.duplicate_window_seconds,
+        message.reused_key_is_conflict,
+        value,
+        message.battery_percent,
+        alarm is not None,
+        message.sender,
+        message.payload,
+        message.integration_id,
+        message.actor,
+        alarm.kind.value if alarm else None,
+        alarm.qualifier.value if alarm else None,
+        alarm.code if alarm else None,
+        alarm.zone if alarm else None,
+        alarm.partition if alarm else None,
+        {"description": alarm.description, **alarm.details} if alarm else None,
+        alarm.sender_at if alarm else None,
+        alarm is not None and is_life_sign(alarm),
+    )
+    assert row is not None  # the statement always answers one row
+    return Arrival(
+        fresh=bool(row["fresh"]),
+        alarm_ids=tuple(row["alarm_ids"]) if row["fresh"] else (),
+        device=HeardDevice(row["device_id"], row["resident_id"]) if row["device_id"] is not None else None,
+    )
+
+
+async def arrive_together(
+    conn: Conn, messages: Sequence[tuple[Message, Sequence[IncomingAlarm]]]
+) -> list[Arrival]:
+    """`arrive` for any number of messages, in one `ARRIVE`."""
     columns: list[list[object]] = [[] for _ in range(16)]
     alarm_columns: list[list[object]] = [[] for _ in range(10)]
     for ord_, (message, alarms) in enumerate(messages):
