@@ -6,6 +6,9 @@ import datetime as dt
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
+from dispatch.deadlines import DeadlineRunner
+from dispatch.service import Service
+
 
 def with_database(dsn: str, database: str) -> str:
     """The same server and credentials, another database."""
@@ -31,3 +34,10 @@ class FakeClock:
     def advance(self, **delta: float) -> dt.datetime:
         self.now += dt.timedelta(**delta)
         return self.now
+
+
+async def stop_deadlines(service: Service) -> None:
+    """For a world built at fixed past dates beside a live service: its runner fires deadlines on the
+    wall clock, so every offer, escalation step and reminder of that world would fire the moment it
+    is written and move what the test reads. The service's own stop is then a second stop (a no-op)."""
+    await next(c for c in service.started if isinstance(c, DeadlineRunner)).stop()

@@ -13,6 +13,7 @@ from dispatch.service import Service
 from dispatch.users import Role
 from tests import factories, order_rows
 from tests.browser import Console, add_user
+from tests.helpers import stop_deadlines
 from tests.test_daily_figures import EXPECTED, build_day
 
 
@@ -137,6 +138,7 @@ async def test_the_reports_page_draws_a_days_figures(
     console: Console, pool: asyncpg.Pool, service: Service
 ) -> None:
     assert service.runtime is not None
+    await stop_deadlines(service)  # the day's offers would expire at once, on the wall clock
     await build_day(service.runtime.config, pool)
     await add_user(pool, "lina", Role.SUPERVISOR)
     page = await console.logged_in("lina")

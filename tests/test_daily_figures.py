@@ -16,6 +16,7 @@ from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
 from tests import factories
 from tests.call_rows import call_row
+from tests.helpers import stop_deadlines
 from tests.order_rows import HOME, catalogue, provider
 from tests.order_world import make_lane
 
@@ -175,6 +176,7 @@ EXPECTED: dict[str, Any] = {
 
 async def test_a_day_of_figures(service: Service, pool: asyncpg.Pool) -> None:
     assert service.runtime is not None
+    await stop_deadlines(service)  # the day's offers would expire at once, on the wall clock
     await build_day(service.runtime.config, pool)
     async with pool.acquire() as conn:
         figures = await figures_of_day(conn, DAY, tz=service.runtime.tz, ack_deadline_seconds=30)

@@ -16,12 +16,12 @@ import pytest
 from dispatch.alert_desk import Actor, AlertDesk
 from dispatch.alerts import AlertKind, AlertSource
 from dispatch.database import Conn
-from dispatch.deadlines import DeadlineRunner
 from dispatch.resident_timeline import BadCursor, TimelineCursor
 from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
 from tests import factories
 from tests.call_rows import call_row
+from tests.helpers import stop_deadlines
 from tests.order_rows import HOME, T0, catalogue, provider
 from tests.order_world import Lane, make_lane
 
@@ -68,11 +68,8 @@ async def sms_row(conn: Conn, *, direction: str, phone: str, body: str, when: dt
 @pytest.fixture
 async def world(service: Service, pool: asyncpg.Pool) -> AsyncIterator[World]:
     assert service.runtime is not None
-    # This world is dated T0, now in the past: the live runner (on the wall clock) would fire the
-    # alert's escalation ladder the moment it is raised and put its steps, dated now, at the top of
-    # the timeline. The ladder is not what is read here, so the runner stops (the service's stop is
-    # a second stop, which does nothing).
-    await next(c for c in service.started if isinstance(c, DeadlineRunner)).stop()
+    # the alert's escalation steps, dated now, would top the timeline
+    await stop_deadlines(service)
     lane = make_lane(service.runtime.config, pool)
     async with pool.acquire() as conn:
         user = await create_user(conn, "wangfang", Role.OPERATOR)
