@@ -145,6 +145,13 @@ class CallFactory:
                 ("Interface", f"Local/{operator}@operators"),
                 ("MemberName", f"Operator {operator}"),
             ]
+            # as Asterisk does: the caller leaves the queue, then the member is connected
+            event(
+                answered_at,
+                "QueueCallerLeave",
+                twin_uid,
+                [("Queue", self.queue), ("Position", "1"), ("Count", "0")],
+            )
             event(
                 answered_at,
                 "AgentConnect",
@@ -184,6 +191,12 @@ class CallFactory:
                     ("OriginalPosition", "1"),
                     ("HoldTime", str(int(ring_seconds))),
                 ],
+            )
+            event(
+                ended,
+                "QueueCallerLeave",
+                twin_uid,
+                [("Queue", self.queue), ("Position", "1"), ("Count", "0")],
             )
         noise(ended, twin_uid, 8)
         for uid in (root_uid, op_twin_uid, op_uid, twin_uid):
