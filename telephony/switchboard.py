@@ -19,6 +19,7 @@ from dispatch.alert_desk import AlertDesk
 from dispatch.components import Component, Health
 from dispatch.config import AsteriskConfig
 from dispatch.runtime import Runtime
+from telephony.alarms.cid_intake import CONTACT_ID_EVENT, ContactIdEvents
 from telephony.ami import ActionFailed, AmiError, AmiLink, LinkDown, LinkState, Sleep, real_sleep
 from telephony.ami_events import (
     CallEvent,
@@ -62,6 +63,7 @@ class AsteriskServer:
         self.clock = clock
         self.tracker = CallTracker(rules_of(config))
         self.recorder = CallRecorder(runtime, config.name, self.tracker, desk, metrics, sleep=sleep)
+        self.contact_id = ContactIdEvents(runtime, desk, config.name, sleep=sleep)
         self.link = AmiLink(config, self, sleep=sleep, clock=clock, on_state=self._state_changed)
         self.queue_members: tuple[QueueMemberListed, ...] = ()
         self.resync_error: str | None = None
@@ -81,6 +83,7 @@ class AsteriskServer:
     async def stop(self) -> None:
         await self.link.stop()
         await self.recorder.stop()
+        await self.contact_id.stop()
 
     async def health(self) -> Health:
         detail = self.link.describe()
@@ -166,6 +169,8 @@ class AsteriskServer:
                 )
             elif isinstance(message, UserEventReceived) and message.name == "CareCallResult":
                 self._ivr_report(message)
+            elif isinstance(message, UserEventReceived) and message.name == CONTACT_ID_EVENT:
+                self.contact_id.take(message)
             else:
                 apply(message)
         self._events.inc(len(messages))

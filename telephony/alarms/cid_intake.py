@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import logging
+
+import asyncpg
 
 from dispatch.alert_desk import AlertDesk
 from dispatch.runtime import Runtime
-from telephony.alarms.contact_id import ContactIdEvent, EventFile, parse_contact_id
-from telephony.alarms.intake import take
+from telephony.alarms.contact_id import ContactIdError, ContactIdEvent, EventFile, parse_contact_id
+from telephony.alarms.intake import DATABASE_DOWN, take
 from telephony.alarms.kinds import AlarmSource
-from telephony.alarms.messages import DeviceKey, IncomingAlarm, IntakeResult, Message
+from telephony.alarms.messages import DeviceKey, IncomingAlarm, IntakeResult, Message, ReceiptConflict
+from telephony.ami import Sleep
+from telephony.ami_events import UserEventReceived
+
+log = logging.getLogger(__name__)
 
 
 def _alarm(event: ContactIdEvent) -> IncomingAlarm:
@@ -84,3 +92,82 @@ def event_file_message(
         digest=digest,
         integration_id=integration_id,
     )
+
+
+# The dialplan's (or a script's, through AMI's UserEvent action) report of one Contact ID event:
+#   UserEvent(ContactId,Digits: <ACCT MT Q XYZ GG CCC S>,Caller: ${CALLERID(num)}[,EventId: <id>])
+CONTACT_ID_EVENT = "ContactId"
+# AMI has no acknowledgement: an event that finds the database away is tried again for this long
+# (with growing pauses) before it is given up, loudly. The HTTP route (eventcmd) is the durable one.
+RETRY_FOR_SECONDS = 600.0
+
+
+class ContactIdEvents:
+    """Contact ID events reported on one AMI link, each taken into intake by a task owned here."""
+
+    def __init__(self, runtime: Runtime, desk: AlertDesk, server: str, *, sleep: Sleep) -> None:
+        self.runtime = runtime
+        self.desk = desk
+        self.server = server
+        self.sleep = sleep
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.refused = 0
+
+    def take(self, event: UserEventReceived) -> None:
+        task = asyncio.create_task(self._ingest(event), name=f"contact-id:{self.server}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _ingest(self, event: UserEventReceived) -> None:
+        digits = event.fields.get("Digits", "").strip()
+        received_at = dt.datetime.fromtimestamp(event.at, dt.UTC)
+        pause, waited = 1.0, 0.0
+        while True:
+            try:
+                await ingest_contact_id(
+                    self.runtime,
+                    self.desk,
+                    digits,
+                    caller=event.fields.get("Caller", "").strip() or None,
+                    received_at=received_at,
+                    event_id=event.fields.get("EventId", "").strip() or None,
+                )
+                return
+            except ContactIdError as exc:
+                self.refused += 1
+                log.warning("Asterisk %s: a ContactId UserEvent refused: %s", self.server, exc)
+                return
+            except ReceiptConflict:
+                log.warning(
+                    "Asterisk %s: a ContactId UserEvent reused an EventId for another event", self.server
+                )
+                return
+            except (*DATABASE_DOWN, asyncpg.PostgresError) as exc:
+                if waited >= RETRY_FOR_SECONDS:
+                    log.error(
+                        "Asterisk %s: Contact ID event of account %s not stored in %d s (%s): lost",
+                        self.server,
+                        digits[:4],
+                        waited,
+                        type(exc).__name__,
+                    )
+                    return
+                log.warning(
+                    "Asterisk %s: Contact ID event not stored yet (%s); trying again in %.0f s",
+                    self.server,
+                    type(exc).__name__,
+                    pause,
+                )
+                await self.sleep(pause, "contact id retry")
+                waited += pause
+                pause = min(pause * 2, 30.0)
+
+    async def settled(self) -> None:
+        """Until every event taken so far is in (tests)."""
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
