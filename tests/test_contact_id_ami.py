@@ -11,6 +11,7 @@ import pytest
 
 from dispatch.runtime import Runtime
 from telephony.alarms.contact_id import build_contact_id
+from telephony.alarms.intake import settled
 from telephony.simulator import AmiPeer, Send
 from tests import factories
 from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, serving, up
@@ -65,6 +66,7 @@ async def test_a_contact_id_user_event_is_an_alarm_and_raises_the_alert(
         await drained(peer, server)
         await asyncio.wait_for(server.contact_id.settled(), 10)
         assert server.contact_id.refused == 1
+        await asyncio.wait_for(settled(runtime, server.contact_id.desk), 10)
     async with runtime.pool.acquire() as conn:
         alarms = await conn.fetch(
             "SELECT source, kind, code, zone, device_id, resident_id, payload FROM alarms"
@@ -80,7 +82,6 @@ async def test_a_contact_id_user_event_is_an_alarm_and_raises_the_alert(
                 "payload": fall,
             }
         ]
-        # taken whole: stored, then handled (there is nobody to answer on this route)
         alert = await conn.fetchrow("SELECT resident_id, device_id, kind, source FROM alerts")
         assert alert is not None
         assert dict(alert.items()) == {

@@ -12,7 +12,7 @@ import asyncpg
 from dispatch.alert_desk import AlertDesk
 from dispatch.runtime import Runtime
 from telephony.alarms.contact_id import ContactIdError, ContactIdEvent, EventFile, parse_contact_id
-from telephony.alarms.intake import DATABASE_DOWN, take
+from telephony.alarms.intake import DATABASE_DOWN, store, take
 from telephony.alarms.kinds import AlarmSource
 from telephony.alarms.messages import DeviceKey, IncomingAlarm, IntakeResult, Message, ReceiptConflict
 from telephony.ami import Sleep
@@ -38,27 +38,20 @@ def _sender(account: str, caller: str | None) -> str:
     return f"cid:{account}@{caller or 'unknown'}"
 
 
-async def ingest_contact_id(
-    runtime: Runtime,
-    desk: AlertDesk,
-    raw: str,
-    *,
-    caller: str | None,
-    received_at: dt.datetime,
-    event_id: str | None = None,
-) -> IntakeResult:
-    """One event string from the dialplan (e.g. a UserEvent carrying AlarmReceiver's digits).
+def contact_id_message(
+    runtime: Runtime, raw: str, *, caller: str | None, received_at: dt.datetime, event_id: str | None = None
+) -> Message:
+    """One event string (AlarmReceiver's digits, reported by a dialplan UserEvent) as intake takes it.
 
     `caller` is the calling number in any form (it finds the device); `event_id`, when the
-    AMI side has one (the channel's Uniqueid and the event's place), makes a replay of the
-    same event store nothing new; without it, the same digits from the same line within the
-    same second are taken as one event. Raises ContactIdError for a string that is not an
-    event, and the database's errors when nothing could be stored.
+    AMI side has one, makes a replay of the same event store nothing new; without it, the
+    same digits from the same line within the same second are taken as one event. Raises
+    ContactIdError for a string that is not an event.
     """
     event = parse_contact_id(raw)
     e164 = runtime.phones.try_normalise(caller)
     key = event_id or f"{e164 or 'unknown'}/{event.raw}/{received_at.astimezone(dt.UTC):%Y%m%dT%H%M%S}"
-    message = Message(
+    return Message(
         source=AlarmSource.CONTACT_ID,
         sender=_sender(event.account, e164),
         actor=f"cid:{event.account}",
@@ -69,6 +62,20 @@ async def ingest_contact_id(
         receipt_key=f"ami:{key}",
         digest=hashlib.sha256(event.raw.encode()).hexdigest(),
     )
+
+
+async def ingest_contact_id(
+    runtime: Runtime,
+    desk: AlertDesk,
+    raw: str,
+    *,
+    caller: str | None,
+    received_at: dt.datetime,
+    event_id: str | None = None,
+) -> IntakeResult:
+    """`contact_id_message`, stored and handled: what its alarm did. Raises the database's errors
+    when nothing could be stored."""
+    message = contact_id_message(runtime, raw, caller=caller, received_at=received_at, event_id=event_id)
     return await take(runtime, desk, message)
 
 
@@ -120,22 +127,23 @@ class ContactIdEvents:
 
     async def _ingest(self, event: UserEventReceived) -> None:
         digits = event.fields.get("Digits", "").strip()
-        received_at = dt.datetime.fromtimestamp(event.at, dt.UTC)
+        try:
+            message = contact_id_message(
+                self.runtime,
+                digits,
+                caller=event.fields.get("Caller", "").strip() or None,
+                received_at=dt.datetime.fromtimestamp(event.at, dt.UTC),
+                event_id=event.fields.get("EventId", "").strip() or None,
+            )
+        except ContactIdError as exc:
+            self.refused += 1
+            log.warning("Asterisk %s: a ContactId UserEvent refused: %s", self.server, exc)
+            return
         pause, waited = 1.0, 0.0
         while True:
             try:
-                await ingest_contact_id(
-                    self.runtime,
-                    self.desk,
-                    digits,
-                    caller=event.fields.get("Caller", "").strip() or None,
-                    received_at=received_at,
-                    event_id=event.fields.get("EventId", "").strip() or None,
-                )
-                return
-            except ContactIdError as exc:
-                self.refused += 1
-                log.warning("Asterisk %s: a ContactId UserEvent refused: %s", self.server, exc)
+                # stored is enough: the handler (and its retry sweep) see to what it means
+                await store(self.runtime, self.desk, message)
                 return
             except ReceiptConflict:
                 log.warning(
@@ -163,7 +171,7 @@ class ContactIdEvents:
                 pause = min(pause * 2, 30.0)
 
     async def settled(self) -> None:
-        """Until every event taken so far is in (tests)."""
+        """Until every event taken so far is stored (tests)."""
         while self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
