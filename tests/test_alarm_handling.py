@@ -64,10 +64,15 @@ async def test_the_ack_comes_with_the_commit_not_after_the_alert(
         await tx.start()
         await blocker.execute("LOCK TABLE alerts IN SHARE ROW EXCLUSIVE MODE")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(sia("F00001", 1, at=dt.datetime.now(dt.UTC)))
+        frame = sia("F00001", 1, at=dt.datetime.now(dt.UTC))
+        writer.write(frame)
         answer = await asyncio.wait_for(reader.readuntil(b"\r"), 10)
+        # the unit missed the ACK and sends again: a repeat, answered again, handed over again
+        writer.write(frame)
+        again = await asyncio.wait_for(reader.readuntil(b"\r"), 10)
         writer.close()
         assert b'"ACK"' in answer
+        assert b'"ACK"' in again
         row = await pool.fetchrow("SELECT kind, outcome, alert_id, handled_at FROM alarms")
         assert row is not None
         assert (row["kind"], row["outcome"], row["alert_id"], row["handled_at"]) == (
@@ -90,6 +95,9 @@ async def test_the_ack_comes_with_the_commit_not_after_the_alert(
     assert alert is not None
     # the escalation clock counts from the alarm's receipt, not from when it was handled
     assert (alert["resident_id"], alert["kind"], alert["raised_at"]) == (resident, "sos", row["received_at"])
+    # one alarm, counted once, though handed to the handler twice
+    labels = {"source": "dc09", "kind": "sos", "outcome": "alert_raised"}
+    assert server.runtime.metrics.get_sample_value("careline_alarms_total", labels) == 1.0
 
 
 async def test_what_a_crash_left_pending_is_handled_at_start(runtime: Runtime, pool: asyncpg.Pool) -> None:

@@ -110,10 +110,11 @@ class Handled:
 
 async def handle_alarms(
     conn: Conn, desk: AlertDesk, settings: AlarmsConfig, alarm_ids: Sequence[int], now: dt.datetime
-) -> tuple[dict[int, AlarmResult], list[DomainEvent]]:
+) -> tuple[dict[int, AlarmResult], list[DomainEvent], list[int]]:
     """Give each pending alarm of `alarm_ids` its meaning, in the caller's transaction, oldest first;
     an alarm already handled (by another instance, or a retry racing the first try) is read as it is.
-    Returns every alarm's result by id, and the events to publish after the commit."""
+    Returns every alarm's result by id, the events to publish after the commit, and the ids of the
+    alarms handled now."""
     rows = [_stored(row) for row in await conn.fetch(CLAIM, list(alarm_ids))]
     results: dict[int, AlarmResult] = {}
     events: list[DomainEvent] = []
@@ -136,7 +137,7 @@ async def handle_alarms(
             [h.context_id for _, h in done],
             now,
         )
-    return results, events
+    return results, events, [alarm_id for alarm_id, _ in done]
 
 
 def _context(alarm: StoredAlarm) -> dict[str, Any]:

@@ -274,8 +274,8 @@ class Stored:
 
 class _Intake:
     """One desk's intake: the writers that store, and the handler behind them. Tasks exist only
-    while work waits; each is held here and ends when its queue is empty, and every message's
-    outcome reaches its caller's future."""
+    while work waits (and LINGER_SECONDS after); each is held here and ends when its queue stays
+    empty, and every message's outcome reaches its caller's future."""
 
     def __init__(self, runtime: Runtime, desk: AlertDesk) -> None:
         self.runtime = runtime
@@ -495,7 +495,9 @@ class _Handler:
         ids = [alarm_id for alarm_ids, _, _ in batch for alarm_id in alarm_ids]
         try:
             async with asyncio.timeout(settings.intake_timeout_seconds), conn.transaction():
-                results, events = await handle_alarms(conn, self.desk, settings, ids, self.runtime.clock())
+                results, events, now_handled = await handle_alarms(
+                    conn, self.desk, settings, ids, self.runtime.clock()
+                )
         except DATABASE_DOWN as exc:
             self._fail(batch, exc)
             log.warning("alarms %s not handled yet: database unavailable (%s)", ids, type(exc).__name__)
@@ -509,8 +511,11 @@ class _Handler:
             self._fail(batch, exc)
             await self._report(ids, exc)
             return True
-        for alarm_ids, source, future in batch:
-            _count(self.metrics, source, [results[i] for i in alarm_ids if i in results])
+        # counted once, when handled: a repeat or a retry may hand over an alarm handled before
+        sources = {alarm_id: source for alarm_ids, source, _ in batch for alarm_id in alarm_ids}
+        for alarm_id in now_handled:
+            _count(self.metrics, sources[alarm_id], [results[alarm_id]])
+        for alarm_ids, _, future in batch:
             if future is not None and not future.done():
                 future.set_result({i: results[i] for i in alarm_ids if i in results})
         await self.runtime.bus.publish(*events)
