@@ -29,6 +29,7 @@ from dispatch.components import Health
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
 from dispatch.runtime import Runtime
+from dispatch.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -411,13 +412,7 @@ class DeadlineRunner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(self._task)
             self._task = None
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()

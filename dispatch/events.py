@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatch.database import Conn
+from dispatch.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +204,7 @@ class Subscription:
 
     async def close(self) -> None:
         self.bus._subscriptions.discard(self)
-        self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            # Our own cancel of the subscriber is expected; a cancel of the caller is not ours to eat.
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(self.task)
 
 
 class EventBus:

@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from dispatch.config import AsteriskConfig, entry_secret_variable
+from dispatch.tasks import cancel_and_wait
 from telephony.ami_codec import BANNER_PREFIX, FrameReader, encode_action
 from telephony.ami_events import (
     CallEvent,
@@ -190,13 +191,7 @@ class AmiLink:
                 async with asyncio.timeout(1.0):
                     await self.request({"Action": "Logoff"})
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(self._task)
             self._task = None
         if self._protocol is not None:
             self._protocol.close()
@@ -465,14 +460,3 @@ class AmiLink:
             "frames": self.frames,
             "skipped_frames": self.skipped,
         }
-
-
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel a task we own and wait for it; a cancel of our own caller still propagates."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise

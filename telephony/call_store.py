@@ -38,6 +38,7 @@ from dispatch.devices import device_by_serial
 from dispatch.events import DomainEvent, append_event
 from dispatch.residents import find_residents_by_phone
 from dispatch.runtime import Runtime
+from dispatch.tasks import cancel_and_wait
 from telephony.ami import Sleep, real_sleep
 from telephony.caller_id import UNKNOWN, Identity, Party, identify_numbers, normalised
 from telephony.calls import SOS_BUTTONS, ButtonPress, Call, CallTracker, Direction, Disposition
@@ -256,13 +257,7 @@ class CallRecorder:
             log.warning(
                 "calls of %s not all written at stop; the re-sync at next start settles them", self.server
             )
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(self._task)
         self._task = None
 
     def wake(self) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telephony.ami import cancel_and_wait
+from dispatch.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

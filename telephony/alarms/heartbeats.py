@@ -24,6 +24,7 @@ from dispatch.events import DomainEvent
 from dispatch.notices import Severity, raise_notice
 from dispatch.repairs import request_repair
 from dispatch.runtime import Runtime
+from dispatch.tasks import cancel_and_wait
 from telephony.alarms.intake import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
@@ -177,13 +178,7 @@ class HeartbeatSweep:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def health(self) -> Health:

@@ -39,6 +39,7 @@ from dispatch.config import AlarmsConfig
 from dispatch.database import Conn
 from dispatch.notices import Severity, raise_notice
 from dispatch.runtime import Runtime
+from dispatch.tasks import cancel_and_wait
 from telephony.alarms.arrival import arrive, is_life_sign
 from telephony.alarms.handling import handle_alarms
 from telephony.alarms.kinds import AlarmKind, Outcome, Qualifier
@@ -661,13 +662,7 @@ class PendingAlarms:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(self._task)
             self._task = None
         try:
             async with asyncio.timeout(self.stop_grace_seconds):
