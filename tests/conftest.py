@@ -27,6 +27,8 @@ from dispatch.migrate import apply_migrations
 from dispatch.pgserver import EmbeddedPostgres
 from dispatch.runtime import Runtime
 from dispatch.service import Service
+from telephony.simulator import AmiPeer
+from tests.ami_peer import SECRET, USERNAME
 from tests.helpers import with_database
 
 # The console tests' browser fixture and its screenshot-on-failure hook.
@@ -131,3 +133,12 @@ async def service(config: Config) -> AsyncIterator[Service]:
     await svc.start()
     yield svc
     await svc.stop()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[AmiPeer]:
+    """A real TCP AMI peer (telephony/simulator.py) that takes the tests' log-in; each test scripts it."""
+    peer = AmiPeer(username=USERNAME, secret=SECRET)
+    await peer.start()
+    yield peer
+    await peer.stop()

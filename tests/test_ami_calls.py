@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from dispatch.database import Conn
 from dispatch.events import DomainEvent
@@ -25,14 +22,6 @@ from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, draine
 MOBILE = "+8613800138000"
 LANDLINE = "+864716912345"
 UNIT_LINE = "+8613900139000"
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 async def registry(conn: Conn) -> dict[str, int]:

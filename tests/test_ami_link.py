@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from prometheus_client import generate_latest
 
 from dispatch.runtime import Runtime
 from telephony.ami import LinkState
 from telephony.simulator import AmiPeer, replay
-from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
+from tests.ami_peer import USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
 
 
 async def test_login_resync_and_queue_as_recorded(runtime: Runtime, peer: AmiPeer) -> None:

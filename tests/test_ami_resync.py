@@ -9,24 +9,16 @@ happening now); each says what it changes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from dispatch.runtime import Runtime
 from telephony.simulator import AmiPeer, AwaitAction, Drop, Raw, Send, frame_headers, replay, stamp
-from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
+from tests.ami_peer import ManualTime, asterisk_config, drained, recording, serving, up
 
 NAME = "01-inbound-queue-answered"
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 def stamped_frames(frames: Sequence[bytes] | None = None) -> tuple[bytes, ...]:

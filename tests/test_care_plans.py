@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 
 from dispatch.alert_desk import AlertDesk
 from dispatch.call_task_steps import CallTaskSteps
@@ -27,7 +25,7 @@ from dispatch.users import Role, create_user, issue_token
 from telephony.originate import Originator, register_call_attempts
 from telephony.simulator import AmiPeer, replay
 from tests import factories
-from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
+from tests.ami_peer import ManualTime, asterisk_config, drained, recording, serving, up
 from tests.helpers import FakeClock
 from tests.order_rows import T0
 
@@ -69,14 +67,6 @@ async def resident(pool: asyncpg.Pool) -> int:
     async with pool.acquire() as conn:
         _, community = await factories.community(conn)
         return await factories.resident(conn, community_id=community, phone=PHONE)
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 async def test_weekly_plan_arms_its_next_call_in_local_time(config: Config, pool: asyncpg.Pool) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
@@ -21,18 +20,10 @@ from telephony.sim_calls import CallFactory
 from telephony.simulator import AmiPeer, Send
 from tests import factories, order_rows
 from tests.alarm_helpers import SECRET_KEY, alarm_config, post_signed, unit
-from tests.ami_peer import SECRET, USERNAME, asterisk_config
+from tests.ami_peer import asterisk_config
 from tests.browser import Console, add_user
 
 MOBILE = "+8613800138000"
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 @pytest.fixture

@@ -5,26 +5,15 @@ peer and a real PostgreSQL; a string that is no Contact ID event is refused and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from dispatch.runtime import Runtime
 from telephony.alarms.contact_id import build_contact_id
 from telephony.alarms.intake import settled
 from telephony.simulator import AmiPeer, Send
 from tests import factories
-from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, serving, up
+from tests.ami_peer import ManualTime, asterisk_config, drained, serving, up
 
 UNIT_LINE = "+8613900139000"
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 def user_event(digits: str, caller: str, uniqueid: str) -> bytes:

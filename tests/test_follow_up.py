@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -86,14 +85,6 @@ def rated(digit: str) -> Script:
         for f in base.frames
     ]
     return replay(base, frames=frames)
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 async def test_rating_digit_confirms_the_order_and_it_is_settled(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,14 +31,6 @@ from telephony.originate import (
 from telephony.simulator import AmiPeer, replay, silent_originate
 from tests import factories
 from tests.ami_peer import SECRET, USERNAME, ManualTime, asterisk_config, drained, recording, serving, up
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[AmiPeer]:
-    peer = AmiPeer(username=USERNAME, secret=SECRET)
-    await peer.start()
-    yield peer
-    await peer.stop()
 
 
 async def resident(runtime: Runtime, phone: str, contacts: list[tuple[str, str]] | None = None) -> int:
