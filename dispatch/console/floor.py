@@ -1,4 +1,4 @@
-"""The floor: live calls, the alerts board, the orders board, and the resident card.
+"""The floor: live calls, open notices, the alerts board, the orders board, and the resident card.
 
 The page is rendered once; its script (`static/floor.js`) then reads
 `GET /console/api/floor` (the snapshot: everything on the boards) and
@@ -88,6 +88,18 @@ LIMIT 500
 """
 
 
+# Open notices, critical first so a flood of warnings never pushes one out of the bounded list.
+OPEN_NOTICES = """
+SELECT id, kind, severity, text, subject_type, subject_id, created_at,
+       coalesce(data->>'audience', 'all') AS audience
+FROM notices
+WHERE acknowledged_at IS NULL
+ORDER BY severity = 'critical' DESC, created_at DESC, id DESC
+LIMIT $1
+"""
+NOTICES_ON_FLOOR = 100
+
+
 def _row_json(row: Any) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(row.items()).items()}
 
@@ -96,11 +108,16 @@ async def floor_snapshot(conn: Conn, now: dt.datetime, late_grace_seconds: float
     calls = await conn.fetch(LIVE_CALLS, now - dt.timedelta(hours=LIVE_CALL_HOURS))
     alerts = await conn.fetch(OPEN_ALERTS)
     orders = await conn.fetch(OPEN_ORDERS, now, dt.timedelta(seconds=late_grace_seconds))
+    notices = await conn.fetch(OPEN_NOTICES, NOTICES_ON_FLOOR)
+    # The board shows at most NOTICES_ON_FLOOR; the count says how many are really open.
+    open_notices = await conn.fetchval("SELECT count(*) FROM notices WHERE acknowledged_at IS NULL")
     return {
         "now": now.isoformat(),
         "calls": [_row_json(r) for r in calls],
         "alerts": [_row_json(r) for r in alerts],
         "orders": [_row_json(r) for r in orders],
+        "notices": [_row_json(r) for r in notices],
+        "notices_open": open_notices,
     }
 
 

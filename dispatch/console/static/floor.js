@@ -6,7 +6,7 @@
   const t = C.t, el = C.el;
   const $ = (id) => document.getElementById(id);
 
-  let snapshot = { calls: [], alerts: [], orders: [], now: null };
+  let snapshot = { calls: [], alerts: [], orders: [], notices: [], notices_open: 0, now: null };
   // Server time minus browser time, so timers agree with the server's deadlines.
   let skewMs = 0;
   let selectedAlert = null;
@@ -14,6 +14,9 @@
   const knownAlerts = new Set();
   // Alerts that arrived while the page was open (or waited at its opening): they flash until taken.
   const flashing = new Set();
+  // Critical notices flash the same way until someone acknowledges them.
+  const knownNotices = new Set();
+  const flashingNotices = new Set();
 
   const now = () => Date.now() + skewMs;
   const seconds = (iso) => (now() - new Date(iso).getTime()) / 1000;
@@ -147,6 +150,59 @@
     $("orders-count").textContent = snapshot.orders.length;
   }
 
+  // What a notice is about, as a label, and how to open it where the floor has a panel for it.
+  const SUBJECTS = {
+    alert: ["Alert #%s", (id) => { selectAlert(id); openAlert(id); }],
+    order: ["Order #%s", (id) => openOrder(id)],
+    device: ["Device #%s", null],
+    alarm: ["Alarm #%s", null],
+    sms: ["SMS #%s", null],
+    call_task: ["Call task #%s", null],
+  };
+
+  function noticeSubject(notice) {
+    if (!notice.subject_type || notice.subject_id === null) return null;
+    const [label, open] = SUBJECTS[notice.subject_type] || [null, null];
+    const text = label ? t(label, notice.subject_id) : notice.subject_type + " #" + notice.subject_id;
+    return open
+      ? el("button", { type: "button", class: "link subject", onclick: () => open(notice.subject_id) }, text)
+      : el("span", { class: "subject" }, text);
+  }
+
+  function renderNotices() {
+    const nodes = snapshot.notices.map((notice) => el("li", {
+      class: "item notice severity-" + notice.severity + (flashingNotices.has(notice.id) ? " flash" : ""),
+      dataset: { noticeId: notice.id, kind: notice.kind, severity: notice.severity },
+    },
+    el("time", { class: "when", datetime: notice.created_at }, C.dateTime(notice.created_at)),
+    notice.severity === "critical" ? el("span", { class: "badge red" }, t("Critical")) : null,
+    notice.audience === "supervisor" ? el("span", { class: "badge amber" }, t("For supervisors")) : null,
+    noticeSubject(notice),
+    el("span", { class: "text" }, notice.text),
+    el("button", { type: "button", class: "acknowledge-notice", onclick: () => acknowledgeNotice(notice.id) }, t("Acknowledge notice"))));
+    $("notices-count").textContent = snapshot.notices_open;
+    fill($("notices"), nodes, t("No open notices"));
+  }
+
+  async function acknowledgeNotice(noticeId) {
+    try {
+      await C.api("POST", "/api/v1/notices/" + noticeId + "/acknowledge", {});
+      toast(t("Done"));
+    } catch (error) {
+      // 409: someone else acknowledged it first; it is gone either way.
+      if (error.status !== 409) {
+        toast(t("Failed") + ": " + error.message, true);
+        return;
+      }
+    }
+    // Acknowledging publishes no event, so the page does not wait for one to take it off.
+    snapshot.notices = snapshot.notices.filter((n) => n.id !== noticeId);
+    snapshot.notices_open = Math.max(0, snapshot.notices_open - 1);
+    flashingNotices.delete(noticeId);
+    renderNotices();
+    scheduleRefresh();
+  }
+
   function tickTimers() {
     for (const node of document.querySelectorAll("[data-since]")) {
       node.textContent = C.duration(seconds(node.dataset.since));
@@ -184,8 +240,15 @@
         }
       }
     }
+    for (const notice of snapshot.notices) {
+      if (!knownNotices.has(notice.id)) {
+        knownNotices.add(notice.id);
+        if (notice.severity === "critical") flashingNotices.add(notice.id);
+      }
+    }
     if (selectedAlert === null && snapshot.alerts.length) selectedAlert = snapshot.alerts[0].id;
     renderCalls();
+    renderNotices();
     renderAlerts();
     renderOrders();
     tickTimers();
