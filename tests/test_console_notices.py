@@ -101,6 +101,7 @@ async def test_a_critical_notice_appears_red_and_is_acknowledged(
     await page.click("#drawer-close")
     await critical.locator("button.subject").click()
     await expect(page.locator("#alert-title")).to_contain_text(f"警情 #{alert}")
+    await expect(page.locator("#drawer-body")).not_to_contain_text("null")  # an alert with no deadline left
     await page.click("#drawer-close")
 
     await critical.locator(".acknowledge-notice").click()

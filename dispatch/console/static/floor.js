@@ -273,7 +273,8 @@
       focused = document.activeElement && document.activeElement.id;
     }
     drawer = { type: kind, id };
-    $("drawer-body").replaceChildren(...content);
+    // replaceChildren writes a left-out part (no actions on a closed alert, no deadlines) as "null".
+    $("drawer-body").replaceChildren(...content.filter((node) => node !== null && node !== undefined));
     for (const [fieldId, value] of Object.entries(kept)) {
       const field = document.getElementById(fieldId);
       if (field) field.value = value;
