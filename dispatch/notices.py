@@ -113,17 +113,31 @@ async def notices_about(conn: Conn, subject_type: str, subject_id: int) -> list[
 
 
 async def acknowledge_notice(
-    conn: Conn, notice_id: int, user_id: int, *, at: dt.datetime | None = None
-) -> bool:
-    """True when this call acknowledged it; False when it was already acknowledged or does not exist."""
+    conn: Conn, notice_id: int, user_id: int, *, actor: str, at: dt.datetime | None = None
+) -> DomainEvent | None:
+    """The event to publish after the commit when this call acknowledged it (written in the caller's
+    transaction: who saw it, when); None when it was already acknowledged or does not exist. Every
+    floor drops the notice on that event, not only the one whose operator clicked."""
+    when = at or dt.datetime.now(dt.UTC)
     row = await conn.fetchrow(
         """UPDATE notices SET acknowledged_by = $2, acknowledged_at = $3
-           WHERE id = $1 AND acknowledged_at IS NULL RETURNING id""",
+           WHERE id = $1 AND acknowledged_at IS NULL RETURNING kind, context_id""",
         notice_id,
         user_id,
-        at or dt.datetime.now(dt.UTC),
+        when,
     )
-    return row is not None
+    if row is None:
+        return None
+    return await append_event(
+        conn,
+        subject_type="notice",
+        subject_id=notice_id,
+        kind="notice.acknowledged",
+        actor=actor,
+        context_id=row["context_id"],
+        data={"notice_kind": row["kind"]},
+        at=when,
+    )
 
 
 async def find_notices(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from dispatch.events import DomainEvent, timeline
 from dispatch.notices import Severity, raise_notice
 from dispatch.service import Service
 from dispatch.users import Role, create_user, issue_token
@@ -172,7 +174,24 @@ async def test_notices_are_listed_and_acknowledged_once(
     assert status == 200
     assert [(n["kind"], n["audience"]) for n in listing["items"]] == [("alert.ack_supervisor", "supervisor")]
     notice_id = listing["items"][0]["id"]
+    seen: list[DomainEvent] = []
+    told = asyncio.Event()
+
+    async def listen(event: DomainEvent) -> None:
+        seen.append(event)
+        told.set()
+
+    watching = service.runtime.bus.subscribe("test", listen, prefix="notice.", size=10, lossless=True)
     assert (await call(http, "POST", f"/api/v1/notices/{notice_id}/acknowledge"))[0] == 200
+    await asyncio.wait_for(told.wait(), 10)
+    await watching.close()
+    # every floor is told (it drops the notice), and who acknowledged it is in the event log
+    assert [(e.kind, e.subject_id, e.actor) for e in seen] == [
+        ("notice.acknowledged", notice_id, "user:wangfang")
+    ]
+    async with service.runtime.pool.acquire() as conn:
+        logged = [e.kind for e in await timeline(conn, "notice", notice_id)]
+    assert logged == ["notice.raised", "notice.acknowledged"]
     status, again = await call(http, "POST", f"/api/v1/notices/{notice_id}/acknowledge")
     assert status == 409
     assert again["error"]["code"] == "already_acknowledged"

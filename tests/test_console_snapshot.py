@@ -61,7 +61,7 @@ async def test_open_notices_critical_first_then_newest(pool: asyncpg.Pool) -> No
             )
             ids[name] = event.subject_id
         user = await create_user(conn, "wangfang", Role.OPERATOR)
-        assert await acknowledge_notice(conn, ids["acknowledged"], user.id)
+        assert await acknowledge_notice(conn, ids["acknowledged"], user.id, actor="user:test")
         snapshot = await floor_snapshot(conn, start + dt.timedelta(hours=1), 900.0)
     notices = snapshot["notices"]
     assert [n["id"] for n in notices] == [

@@ -65,12 +65,16 @@ async def acknowledge(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if len(raw) > 18:
         raise ApiError(404, "not_found", "notice not found")
-    async with runtime.pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn, conn.transaction():
         exists = await conn.fetchval("SELECT acknowledged_at IS NULL FROM notices WHERE id = $1", int(raw))
         if exists is None:
             raise ApiError(404, "not_found", "notice not found")
-        if not await acknowledge_notice(conn, int(raw), user.id, at=runtime.clock()):
+        event = await acknowledge_notice(
+            conn, int(raw), user.id, actor=f"user:{user.username}", at=runtime.clock()
+        )
+        if event is None:
             raise ApiError(409, "already_acknowledged", f"notice {raw} was already acknowledged")
+    await runtime.bus.publish(event)
     return ok({"id": int(raw), "acknowledged": True})
 
 
