@@ -195,7 +195,7 @@
         return;
       }
     }
-    // Acknowledging publishes no event, so the page does not wait for one to take it off.
+    // Taken off at once; notice.acknowledged then tells the other floors (and re-reads this one).
     snapshot.notices = snapshot.notices.filter((n) => n.id !== noticeId);
     snapshot.notices_open = Math.max(0, snapshot.notices_open - 1);
     flashingNotices.delete(noticeId);
