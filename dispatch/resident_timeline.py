@@ -20,6 +20,7 @@ import asyncpg
 
 from dispatch.database import Conn
 from dispatch.events import TimelineEntry
+from telephony.alarms.kinds import KIND_NAMES
 
 # Where an entry comes from; the number orders entries of the same instant.
 SOURCES = {"call": 1, "call_attempt": 2, "alarm": 3, "event": 4, "sms": 5}
@@ -295,27 +296,8 @@ def _attempt(row: asyncpg.Record, data: dict[str, Any], phones: Phones) -> tuple
     return f"{purpose[0]}：{result[0]}{pressed[0]}", f"{purpose[1]}: {result[1]}{pressed[1]}"
 
 
-_ALARMS = {
-    "sos": ("紧急呼叫", "SOS"),
-    "medical": ("医疗求助", "medical"),
-    "fall": ("跌倒", "fall"),
-    "fire": ("火警", "fire"),
-    "gas": ("燃气报警", "gas"),
-    "water": ("水浸报警", "water"),
-    "inactivity": ("长时间无活动", "inactivity"),
-    "tamper": ("防拆报警", "tamper"),
-    "low_battery": ("电量低", "low battery"),
-    "mains_loss": ("断电", "mains loss"),
-    "trouble": ("设备故障", "trouble"),
-    "test": ("测试", "test"),
-    "cancel": ("取消", "cancel"),
-    "status": ("状态", "status"),
-    "other": ("其他报警", "other"),
-}
-
-
 def _alarm(row: asyncpg.Record, data: dict[str, Any], phones: Phones) -> tuple[str, str]:
-    zh, en = _ALARMS.get(data["alarm_kind"], (data["alarm_kind"], data["alarm_kind"]))
+    zh, en = KIND_NAMES.get(data["alarm_kind"], (data["alarm_kind"], data["alarm_kind"]))
     restore = data["qualifier"] == "restore"
     return (
         f"报警：{zh}{'（恢复）' if restore else ''}",

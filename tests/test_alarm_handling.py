@@ -168,7 +168,12 @@ async def test_an_alarm_that_cannot_be_handled_stays_pending_and_reaches_the_flo
         "alarm",
         failed_id,
     )
-    assert f"报警 {failed_id}" in notice["text"]
+    # what the operator needs to act by hand: what, whose, when (Shanghai time)
+    name = await pool.fetchval("SELECT name FROM residents WHERE id = $1", broken)
+    assert notice["text"].startswith(
+        f"报警 {failed_id}（紧急呼叫，老人 {name}（档案 {broken}），10:00:00 收到）"
+    )
+    assert f"Alarm {failed_id} (SOS, resident {name} (#{broken}), received 10:00:00)" in notice["text"]
     assert f"alarms [{failed_id}] stored but not handled (RaiseError)" in caplog.text
 
     pending = PendingAlarms(runtime, desk)

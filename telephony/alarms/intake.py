@@ -42,7 +42,7 @@ from dispatch.runtime import Runtime
 from dispatch.tasks import cancel_and_wait
 from telephony.alarms.arrival import arrive, is_life_sign
 from telephony.alarms.handling import handle_alarms
-from telephony.alarms.kinds import AlarmKind, Outcome, Qualifier
+from telephony.alarms.kinds import KIND_NAMES, AlarmKind, Outcome, Qualifier
 from telephony.alarms.messages import (
     AlarmResult,
     IncomingAlarm,
@@ -533,34 +533,58 @@ class _Handler:
         log.error("alarms %s stored but not handled (%s); tried again later", alarm_ids, type(exc).__name__)
         try:
             async with self.runtime.pool.acquire() as conn, conn.transaction():
-                events = []
-                for alarm_id in alarm_ids:
-                    known = await conn.fetchval(
-                        """SELECT 1 FROM notices WHERE kind = 'alarm.unhandled'
-                           AND subject_type = 'alarm' AND subject_id = $1""",
-                        alarm_id,
+                rows = await conn.fetch(UNHANDLED, alarm_ids)
+                events = [
+                    await raise_notice(
+                        conn,
+                        kind="alarm.unhandled",
+                        severity=Severity.CRITICAL,
+                        text=_unhandled_text(row, self.runtime.tz),
+                        subject_type="alarm",
+                        subject_id=row["id"],
+                        data={
+                            "error": type(exc).__name__,
+                            "alarm_kind": row["kind"],
+                            "resident_id": row["rid"],
+                        },
+                        at=self.runtime.clock(),
                     )
-                    if known:
-                        continue
-                    events.append(
-                        await raise_notice(
-                            conn,
-                            kind="alarm.unhandled",
-                            severity=Severity.CRITICAL,
-                            text=(
-                                f"报警 {alarm_id} 已收到但系统未能自动处理，请立即查看报警记录并人工处置。"
-                                f" / Alarm {alarm_id} was received but could not be handled automatically:"
-                                " open it and act on it by hand now."
-                            ),
-                            subject_type="alarm",
-                            subject_id=alarm_id,
-                            data={"error": type(exc).__name__},
-                            at=self.runtime.clock(),
-                        )
-                    )
+                    for row in rows
+                ]
             await self.runtime.bus.publish(*events)
         except Exception:
             log.exception("could not raise the notice for unhandled alarms %s", alarm_ids)
+
+
+# The stored alarms that failed, with whose they are, and not noticed before (a retry fails again).
+UNHANDLED = """
+SELECT a.id, a.kind, a.received_at, a.sender, r.id AS rid, r.name AS resident
+FROM alarms a LEFT JOIN residents r ON r.id = a.resident_id
+WHERE a.id = ANY($1::bigint[]) AND NOT EXISTS (
+    SELECT 1 FROM notices n
+    WHERE n.kind = 'alarm.unhandled' AND n.subject_type = 'alarm' AND n.subject_id = a.id
+)
+ORDER BY a.id
+"""
+
+
+def _unhandled_text(row: Any, tz: dt.tzinfo) -> str:
+    """What the operator needs to act without the system: what, whose, when."""
+    zh, en = KIND_NAMES.get(row["kind"], (row["kind"], row["kind"]))
+    at = row["received_at"].astimezone(tz).strftime("%H:%M:%S")
+    if row["rid"] is not None:
+        who_zh, who_en = (
+            f"老人 {row['resident']}（档案 {row['rid']}）",
+            f"resident {row['resident']} (#{row['rid']})",
+        )
+    else:
+        who_zh, who_en = f"未登记设备 {row['sender']}", f"unregistered device {row['sender']}"
+    return (
+        f"报警 {row['id']}（{zh}，{who_zh}，{at} 收到）已存档，但系统未能自动生成警情："
+        "请立即联系老人并人工处置。"
+        f" / Alarm {row['id']} ({en}, {who_en}, received {at}) is stored but raised no alert:"
+        " contact the resident and act by hand now."
+    )
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

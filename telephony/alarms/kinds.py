@@ -70,3 +70,24 @@ class Outcome(StrEnum):
     LIFE_SIGN = "life_sign"
     NOTHING_OPEN = "nothing_open"  # a restore or cancel with no alert to attach it to
     PENDING = "pending"  # stored and answered; the handler is about to give it one of the above
+
+
+# What each kind is called on the floor and in texts: (zh-CN, English).
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "sos": ("紧急呼叫", "SOS"),
+    "medical": ("医疗求助", "medical"),
+    "fall": ("跌倒", "fall"),
+    "fire": ("火警", "fire"),
+    "gas": ("燃气报警", "gas"),
+    "water": ("水浸报警", "water"),
+    "inactivity": ("长时间无活动", "inactivity"),
+    "tamper": ("防拆报警", "tamper"),
+    "low_battery": ("电量低", "low battery"),
+    "mains_loss": ("断电", "mains loss"),
+    "trouble": ("设备故障", "trouble"),
+    "test": ("测试", "test"),
+    "heartbeat": ("心跳", "heartbeat"),
+    "cancel": ("取消", "cancel"),
+    "status": ("状态", "status"),
+    "other": ("其他报警", "other"),
+}
