@@ -110,34 +110,34 @@ class Handled:
 
 async def handle_alarms(
     conn: Conn, desk: AlertDesk, settings: AlarmsConfig, alarm_ids: Sequence[int], now: dt.datetime
-) -> tuple[dict[int, AlarmResult], list[DomainEvent], list[int]]:
+) -> tuple[dict[int, AlarmResult], list[DomainEvent], list[StoredAlarm]]:
     """Give each pending alarm of `alarm_ids` its meaning, in the caller's transaction, oldest first;
     an alarm already handled (by another instance, or a retry racing the first try) is read as it is.
-    Returns every alarm's result by id, the events to publish after the commit, and the ids of the
-    alarms handled now."""
+    Returns every alarm's result by id, the events to publish after the commit, and the alarms
+    handled now."""
     rows = [_stored(row) for row in await conn.fetch(CLAIM, list(alarm_ids))]
     results: dict[int, AlarmResult] = {}
     events: list[DomainEvent] = []
-    done: list[tuple[int, Handled]] = []
+    done: list[tuple[StoredAlarm, Handled]] = []
     for alarm in rows:
         if alarm.outcome is not Outcome.PENDING:
             results[alarm.id] = AlarmResult(alarm.id, alarm.kind, alarm.outcome, alarm.alert_id)
             continue
         handled = await _handle(conn, desk, settings, alarm)
-        done.append((alarm.id, handled))
+        done.append((alarm, handled))
         events.extend(handled.events)
         results[alarm.id] = AlarmResult(alarm.id, alarm.kind, handled.outcome, handled.alert_id)
     if done:
         await conn.execute(
             RECORD,
-            [alarm_id for alarm_id, _ in done],
+            [alarm.id for alarm, _ in done],
             [h.outcome.value for _, h in done],
             [h.alert_id for _, h in done],
             [h.notice_id for _, h in done],
             [h.context_id for _, h in done],
             now,
         )
-    return results, events, [alarm_id for alarm_id, _ in done]
+    return results, events, [alarm for alarm, _ in done]
 
 
 def _context(alarm: StoredAlarm) -> dict[str, Any]:
