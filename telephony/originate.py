@@ -64,7 +64,9 @@ class AttemptResult(StrEnum):
 
 
 REASONS: dict[int, tuple[AttemptResult, str]] = {
-    0: (AttemptResult.FAILED, "the channel could not be created"),
+    # Asterisk's "no control frame seen": the channel could not be made, or the far end turned the
+    # call down without a busy or congestion signal (a rejection through a Local channel ends so)
+    0: (AttemptResult.FAILED, "the call could not be put through (no channel, or refused)"),
     1: (AttemptResult.FAILED, "hung up before answering"),
     3: (AttemptResult.NO_ANSWER, "rang out without an answer"),
     4: (AttemptResult.ANSWERED, "answered"),
