@@ -207,7 +207,7 @@ async def test_health_and_metrics_show_the_receiver(
     assert live.dc09 is not None
     assert health["dc09"]["listening"] == f"127.0.0.1:{live.dc09.port}"
     assert health["heartbeats"]["status"] in ("ok", "degraded")
-    assert health["alarm-handling"] == {"status": "ok", "pending": 0, "error": None}
+    assert health["alarm-handling"] == {"status": "ok", "pending": 0, "recovered_at_start": 0, "error": None}
     assert 'careline_alarms_total{kind="sos",outcome="alert_raised",source="http"} 1.0' in metrics
 
 

@@ -661,10 +661,13 @@ class PendingAlarms:
         self.stop_grace_seconds = stop_grace_seconds
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        # pending past a retry interval at the last sweep: stuck, each needs a look
         self.waiting = 0
+        # pending when the service started (a crash or a stop between the two steps): handled now
+        self.recovered_at_start = 0
 
     async def start(self) -> None:
-        await self.sweep(everything=True)
+        self.recovered_at_start = await self.sweep(everything=True)
         self._task = asyncio.create_task(self._loop(), name="alarm-handling-retry")
 
     async def sweep(self, *, everything: bool = False) -> int:
@@ -675,10 +678,18 @@ class PendingAlarms:
         rows = await self.runtime.pool.fetch(PENDING, before, 10_000)
         for row in rows:
             handler.enqueue((row["id"],), row["source"], answer=False)
-        if rows:
-            log.warning("%d stored alarms were still pending; handing them to the handler", len(rows))
-        self.waiting = len(rows)
-        metrics_for(self.runtime.metrics).pending.set(len(rows))
+        if rows and everything:
+            log.warning("%d alarms were left pending by the last run; handling them now", len(rows))
+        elif rows:
+            log.warning(
+                "%d stored alarms still have no alert after %g s; handling them again",
+                len(rows),
+                self.interval,
+            )
+            self.waiting = len(rows)
+        else:
+            self.waiting = 0
+        metrics_for(self.runtime.metrics).pending.set(self.waiting)
         return len(rows)
 
     async def _loop(self) -> None:
@@ -708,8 +719,8 @@ class PendingAlarms:
             ok,
             {
                 "status": "ok" if ok else "degraded",
-                # alarms stored but still not handled after a retry interval: each needs a look
                 "pending": self.waiting,
+                "recovered_at_start": self.recovered_at_start,
                 "error": self.last_error,
             },
         )
